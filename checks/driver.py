@@ -1,0 +1,276 @@
+"""The driver area: kernel module, NVML library, nvidia-smi, device nodes, UVM, services."""
+
+from __future__ import annotations
+
+from gpudoctor import fixes
+from gpudoctor.host import NOT_FOUND, TIMED_OUT
+from gpudoctor.parsers import classify_smi_failure, parse_driver_version, parse_kernel_log, parse_smi_xml
+from gpudoctor.plugin import check, collector, fail, ok, skip, warn
+from gpudoctor.checks.gpu import gpu_devices, nvswitch_count
+from gpudoctor.checks.system import container_kind
+
+NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
+SERVICES = ("nvidia-persistenced", "nvidia-fabricmanager")
+
+
+@collector("driver")
+def collect_driver(host) -> dict:
+    """The loaded kernel module's version and flavour, and the GPUs it claimed."""
+    proc = host.read("/proc/driver/nvidia/version")
+    sysfs = host.read("/sys/module/nvidia/version")
+    parsed = parse_driver_version(proc.text) if proc.ok else {"version": None, "open": None}
+    return {
+        "loaded": proc.ok or sysfs.ok,
+        "proc_error": proc.error,
+        "version": parsed["version"] or (sysfs.text or "").strip() or None,
+        "open": parsed["open"] if proc.ok else None,
+        "gpus": host.listdir("/proc/driver/nvidia/gpus"),
+    }
+
+
+@collector("nvidia_smi")
+def collect_nvidia_smi(host) -> dict:
+    """`nvidia-smi -q -x`: whether it works, why not, and what it reports."""
+    result = host.run(["nvidia-smi", "-q", "-x"])
+    facts = {"rc": result.rc, "error": result.error, "duration_s": result.duration_s, "parsed": None, "category": None}
+    if result.ok:
+        facts["parsed"] = parse_smi_xml(result.stdout)
+    elif not result.error:
+        facts["category"] = classify_smi_failure(result.rc, result.output)
+        facts["message"] = result.output.splitlines()[0][:300] if result.output else ""
+    return facts
+
+
+@collector("nvml")
+def collect_nvml(host) -> dict:
+    """NVML's view of the driver and every GPU, from a worker process that may be abandoned."""
+    return host.nvml()
+
+
+@collector("devices")
+def collect_devices(host) -> dict:
+    """The /dev/nvidia* nodes, their modes, and who this user is."""
+    names = [n for n in host.listdir("/dev") or [] if n.startswith("nvidia") and n != "nvidia-caps"]
+    return {"nodes": {f"/dev/{n}": host.stat(f"/dev/{n}") for n in names}, "user": host.user()}
+
+
+@collector("services")
+def collect_services(host) -> dict:
+    """systemd's state of the persistence daemon and the fabric manager."""
+    result = host.run(["systemctl", "is-active", *SERVICES])
+    states = result.stdout.split()
+    return {"states": dict(zip(SERVICES, states)) if len(states) == len(SERVICES) else None, "error": result.error}
+
+
+@collector("kernel_log")
+def collect_kernel_log(host) -> dict:
+    """NVIDIA lines of the kernel log (Xid events and more), and why it is unreadable if so."""
+    result = host.run(["dmesg"])
+    restrict = (host.read("/proc/sys/kernel/dmesg_restrict").text or "").strip()
+    if not result.ok:
+        return {"readable": False, "restricted": restrict == "1", "error": result.error or result.output[:200],
+                "xids": [], "flags": {}}
+    return {"readable": True, "restricted": restrict == "1", **parse_kernel_log(result.stdout)}
+
+
+def _arch(os: dict | None) -> str:
+    return ((os or {}).get("kernel") or {}).get("arch") or "x86_64"
+
+
+def _install(os, nvml, nvidia_smi) -> str:
+    devices = gpu_devices(nvml, nvidia_smi)
+    pre_turing = any(d.get("cc") and d["cc"] < (7, 5) for d in devices)
+    return fixes.install_driver(os, _arch(os), open_modules=not pre_turing)
+
+
+@check("driver.loaded", "NVIDIA kernel module loaded", needs=("driver",), uses=("os", "container", "pci", "nvidia_smi", "nvml"))
+def loaded(driver, os, container, pci, nvidia_smi, nvml):
+    if (container or {}).get("wsl") or (os or {}).get("wsl"):
+        if nvidia_smi and nvidia_smi.get("parsed"):
+            return ok(f"WSL2 uses the Windows driver {nvidia_smi['parsed'].get('driver_version')}")
+        return fail("WSL2 sees no NVIDIA driver", fix="Install or update the NVIDIA driver on Windows (not inside WSL), then run `wsl --shutdown`")
+    if driver["loaded"]:
+        flavour = {True: "open", False: "proprietary"}.get(driver["open"], "unknown")
+        return ok(f"NVIDIA driver {driver['version']} is loaded ({flavour} kernel module)")
+    install = _install(os, nvml, nvidia_smi)
+    kind = container_kind(container)
+    nvidia_on_bus = (pci or {}).get("gpus")
+    summary = "no NVIDIA driver is loaded (/proc/driver/nvidia/version is missing)"
+    if pci and pci.get("gpus") is not None and not nvidia_on_bus:
+        summary += " and no NVIDIA GPU is on the PCI bus"
+    if kind:
+        return fail(summary, fix=f"This is a {kind} container: install the driver on the host, not here; on the host:\n{install}\n"
+                                 "then start this container with GPUs: docker run --gpus all ...   (Kubernetes: the NVIDIA device plugin)")
+    return fail(summary, fix=install)
+
+
+@check("driver.module_flavor", "Open or proprietary module fits the GPUs", needs=("driver",), uses=("nvml", "nvidia_smi", "os"))
+def module_flavor(driver, nvml, nvidia_smi, os):
+    if not driver["loaded"]:
+        return skip(NO_MODULE)
+    devices = [d for d in gpu_devices(nvml, nvidia_smi) if d.get("cc")]
+    if driver["open"] is None or not devices:
+        return skip("the module flavour or the GPUs' compute capability is unknown")
+    if driver["open"]:
+        old = [d for d in devices if d["cc"] < (7, 5)]
+        if old:
+            return fail(f"the open kernel module does not drive pre-Turing GPUs ({old[0]['name']}, sm_{old[0]['cc'][0]}{old[0]['cc'][1]})",
+                        fix=fixes.install_driver(os, _arch(os), open_modules=False))
+        return ok("open kernel module, suited to these Turing or newer GPUs")
+    new = [d for d in devices if d["cc"] >= (10, 0)]
+    if new:
+        return fail(f"{new[0]['name']} (Blackwell) needs the open kernel module; the proprietary one is loaded",
+                    fix=fixes.install_driver(os, _arch(os), open_modules=True))
+    return ok("proprietary kernel module, which supports these GPUs")
+
+
+def _library_version(nvml: dict) -> str | None:
+    if nvml.get("library_version"):
+        return nvml["library_version"]
+    version = nvml.get("nvml_version")
+    return version.split(".", 1)[1] if isinstance(version, str) and version.count(".") >= 3 else None
+
+
+@check("driver.nvml_matches_kernel", "NVML library matches the kernel module", needs=("driver", "nvml"),
+       uses=("nvidia_smi", "kernel_log", "os"))
+def nvml_matches_kernel(driver, nvml, nvidia_smi, kernel_log, os):
+    if not driver["loaded"]:
+        return skip(NO_MODULE)
+    error = nvml.get("error") or {}
+    module = driver["version"]
+    mismatch = (error.get("code") == 18 or (nvidia_smi or {}).get("category") == "version_mismatch"
+                or "api_mismatch" in (kernel_log or {}).get("flags", {}))
+    library = _library_version(nvml)
+    if mismatch or (library and module and library != module):
+        return fail(f"Driver/library version mismatch: kernel module {module}, NVML library {library or 'of another version'}."
+                    " User-space driver packages were upgraded without a reboot",
+                    fix=f"sudo reboot   # simplest; or unload and reload the module:\n"
+                        "sudo systemctl stop nvidia-persistenced; sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia\n"
+                        f"{fixes.hold_driver(os)}   # keep unattended upgrades from doing it again")
+    if error.get("code") == 12:
+        return fail(f"libnvidia-ml (NVML) is not installed beside kernel module {module}",
+                    fix=f"Install the driver's user-space libraries for {module}:\n{fixes.install_driver(os, _arch(os), bool(driver['open']))}")
+    if error:
+        return skip(f"NVML could not start: {error.get('message')}")
+    return ok(f"NVML library {library or nvml.get('driver_version')} matches kernel module {module}")
+
+
+_SMI_FIXES = {
+    "no_permission": "sudo usermod -aG video $USER   # then log out and in; see driver.device_nodes",
+    "no_devices": "sudo dmesg | grep -i -E 'NVRM|RmInitAdapter'   # why the GPU did not initialise\n"
+                  "Blackwell GPUs need the open module (driver.module_flavor); enable Above 4G decoding and Resizable BAR in the BIOS",
+    "gpu_lost": "sudo reboot   # a GPU that fell off the bus rarely recovers without one; then check power, cooling and seating",
+    "inforom_corrupt": "The GPU's infoROM is corrupt: collect `sudo nvidia-bug-report.sh` and contact the vendor (RMA)",
+    "nvml_unknown_error": "On the host: sudo nvidia-ctk system create-dev-char-symlinks --create-all\n"
+                          "then restart this container (systemd reloads dropped its device access)",
+    "driver_not_loaded": "sudo modprobe nvidia   # and read its error; `sudo dmesg | grep -i nvrm` tells why it failed",
+}
+
+
+@check("driver.nvidia_smi", "nvidia-smi works", needs=("nvidia_smi",), uses=("driver", "os"))
+def nvidia_smi(nvidia_smi, driver, os):
+    if driver and not driver["loaded"]:
+        return skip(NO_MODULE)
+    if nvidia_smi["error"] == NOT_FOUND:
+        return fail("nvidia-smi is not installed", fix=fixes.install(os, "nvidia-smi" if (os or {}).get("id") == "debian" else "nvidia-utils"))
+    if nvidia_smi["error"] == TIMED_OUT:
+        return fail(f"nvidia-smi hung for {nvidia_smi['duration_s']:.0f} s: a GPU has probably fallen off the bus",
+                    fix="sudo dmesg | grep -E 'Xid|fallen off'   # look for Xid 79\nsudo reboot")
+    if nvidia_smi["error"]:
+        return skip(f"nvidia-smi could not be run: {nvidia_smi['error']}")
+    if nvidia_smi["rc"] != 0:
+        category = nvidia_smi["category"]
+        fix = _SMI_FIXES.get(category) or ("sudo reboot   # the library and module versions differ; see driver.nvml_matches_kernel"
+                                          if category == "version_mismatch" else "sudo dmesg | grep -i nvrm   # the driver's own account")
+        return fail(f"nvidia-smi failed (exit {nvidia_smi['rc']}, {category}): {nvidia_smi.get('message')}", fix=fix)
+    parsed = nvidia_smi.get("parsed") or {}
+    return ok(f"nvidia-smi works: driver {parsed.get('driver_version')}, CUDA {parsed.get('cuda_version')}, "
+              f"{parsed.get('device_count')} GPU(s), {nvidia_smi['duration_s']:.2f} s")
+
+
+@check("driver.device_nodes", "GPU device nodes usable", needs=("devices",), uses=("driver", "container", "os"))
+def device_nodes(devices, driver, container, os):
+    nodes = {path: info for path, info in devices["nodes"].items() if info}
+    gpus = sorted(p for p in nodes if p[len("/dev/nvidia"):].isdigit())
+    kind = container_kind(container)
+    if driver and not driver["loaded"]:
+        return skip(NO_MODULE)
+    if "/dev/nvidiactl" not in nodes or not gpus:
+        if kind:
+            return fail(f"no /dev/nvidia* GPU nodes in this {kind} container: it was started without GPUs",
+                        fix="docker run --gpus all ...   (Podman: --device nvidia.com/gpu=all after "
+                            "`sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`; Kubernetes: request nvidia.com/gpu)")
+        return fail("the driver is loaded but /dev/nvidiactl or /dev/nvidia0 is missing",
+                    fix=f"{fixes.install(os, 'nvidia-modprobe')}\nsudo nvidia-modprobe -c 0 -u   # creates the nodes")
+    denied = [p for p, info in nodes.items() if not (info.get("readable") and info.get("writable"))]
+    if denied:
+        group = nodes[denied[0]].get("group", "video")
+        user = devices.get("user", {}).get("name", "$USER")
+        return fail(f"{user} cannot open {', '.join(denied)} (mode {nodes[denied[0]].get('mode')}, group {group})",
+                    fix=f"sudo usermod -aG {group} {user}   # then log out and back in\n"
+                        "or let everyone use them: echo 'options nvidia NVreg_DeviceFileMode=0666' | sudo tee /etc/modprobe.d/nvidia-perms.conf "
+                        f"&& {fixes.rebuild_initramfs(os)} && sudo reboot")
+    return ok(f"{len(gpus)} GPU node(s) and /dev/nvidiactl are readable and writable by this user")
+
+
+@check("driver.uvm", "nvidia_uvm loaded", needs=("devices",), uses=("modules", "driver", "kernel_log", "os"))
+def uvm(devices, modules, driver, kernel_log, os):
+    if driver and not driver["loaded"]:
+        return skip(NO_MODULE)
+    hmm = ((kernel_log or {}).get("flags") or {}).get("uvm_hmm_kaslr")
+    if hmm:
+        return fail("nvidia-uvm failed to initialise its memory management (HMM with KASLR): CUDA initialisation fails",
+                    fix="echo 'options nvidia_uvm uvm_disable_hmm=1' | sudo tee /etc/modprobe.d/uvm.conf\n"
+                        "sudo rmmod nvidia_uvm && sudo modprobe nvidia_uvm   # or add nokaslr to the kernel command line",
+                    details=[hmm])
+    loaded = ((modules or {}).get("loaded") or {})
+    if "/dev/nvidia-uvm" in devices["nodes"] and devices["nodes"]["/dev/nvidia-uvm"]:
+        return ok("nvidia_uvm is loaded and /dev/nvidia-uvm exists")
+    if "nvidia_uvm" in loaded:
+        return fail("nvidia_uvm is loaded but /dev/nvidia-uvm is missing: CUDA fails with 'unknown error' (999)",
+                    fix="sudo nvidia-modprobe -c 0 -u")
+    return fail("nvidia_uvm is not loaded: cuInit fails with CUDA_ERROR_UNKNOWN and PyTorch sees no GPU",
+                fix="sudo modprobe nvidia_uvm && sudo nvidia-modprobe -c 0 -u\n"
+                    "echo nvidia_uvm | sudo tee /etc/modules-load.d/nvidia-uvm.conf   # load it at every boot")
+
+
+@check("driver.persistence", "Persistence mode", needs=("driver",), uses=("nvml", "nvidia_smi", "services"))
+def persistence(driver, nvml, nvidia_smi, services):
+    if not driver["loaded"]:
+        return skip(NO_MODULE)
+    daemon = ((services or {}).get("states") or {}).get("nvidia-persistenced")
+    if daemon == "active":
+        return ok("nvidia-persistenced is running")
+    devices = gpu_devices(nvml, nvidia_smi)
+    off = [d for d in devices if d.get("persistence_mode") in (0, False)]
+    if devices and not off:
+        return ok(f"persistence mode is on for all {len(devices)} GPU(s)")
+    if not devices:
+        return skip("no GPU answered NVML or nvidia-smi")
+    return warn(f"persistence mode is off on {len(off)} GPU(s): every CUDA start re-initialises them (seconds), "
+                "and container starts can time out", fix="sudo systemctl enable --now nvidia-persistenced   # or: sudo nvidia-smi -pm 1")
+
+
+@check("driver.fabric_manager", "Fabric manager where NVSwitch needs it", needs=("driver",), uses=("pci", "services", "nvml", "os"))
+def fabric_manager(driver, pci, services, nvml, os):
+    if not driver["loaded"]:
+        return skip(NO_MODULE)
+    switches = nvswitch_count(pci)
+    states = (services or {}).get("states") or {}
+    fm = states.get("nvidia-fabricmanager")
+    devices = [d for d in (nvml or {}).get("devices") or [] if isinstance(d.get("fabric_state"), int)]
+    waiting = [d for d in devices if d["fabric_state"] in (1, 2)]
+    if switches or waiting:
+        if fm == "active" or (devices and all(d["fabric_state"] == 3 for d in devices)):
+            return ok(f"{switches} NVSwitch(es); the NVLink fabric is up")
+        branch = (driver["version"] or "").split(".")[0]
+        return fail(f"{switches} NVSwitch(es) but nvidia-fabricmanager is {fm or 'not running'}: CUDA fails with "
+                    "'system not yet initialized' (error 802)",
+                    fix=f"{fixes.install(os, f'nvidia-fabricmanager-{branch}' if fixes.family(os) == 'apt' else 'nvidia-fabric-manager')}"
+                        f"   # the same version as the driver, {driver['version']}\nsudo systemctl enable --now nvidia-fabricmanager")
+    if fm == "failed":
+        return warn("nvidia-fabricmanager is installed and failing, but this machine has no NVSwitch",
+                    fix="sudo systemctl disable --now nvidia-fabricmanager")
+    if switches is None:
+        return skip("the PCI bus was not read, so NVSwitches could not be counted")
+    return ok("no NVSwitch on the PCI bus: the fabric manager is not needed")

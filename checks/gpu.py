@@ -1,0 +1,326 @@
+"""The gpu area: per-GPU health from NVML, with `nvidia-smi -q -x` as the fallback."""
+
+from __future__ import annotations
+
+from gpudoctor import kb
+from gpudoctor.plugin import check, collector, fail, ok, skip, warn
+
+GIB = 1 << 30
+NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
+NVIDIA_VENDOR = "0x10de"
+THROTTLE = {0x8: "HW slowdown", 0x20: "SW thermal slowdown", 0x40: "HW thermal slowdown", 0x80: "HW power brake"}
+COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}
+
+
+@collector("pci")
+def collect_pci(host) -> dict:
+    """NVIDIA functions on the PCI bus: GPUs (display class) and NVSwitches (bridge class)."""
+    entries = host.listdir("/sys/bus/pci/devices")
+    if entries is None:
+        return {"gpus": None, "nvswitches": None}
+    gpus, switches = [], []
+    for bdf in entries:
+        if (host.read(f"/sys/bus/pci/devices/{bdf}/vendor").text or "").strip() != NVIDIA_VENDOR:
+            continue
+        cls = (host.read(f"/sys/bus/pci/devices/{bdf}/class").text or "").strip()
+        if cls.startswith("0x03"):
+            gpus.append(bdf)
+        elif cls.startswith("0x0680"):
+            switches.append(bdf)
+    return {"gpus": gpus, "nvswitches": switches}
+
+
+@collector("environment")
+def collect_environment(host) -> dict:
+    """The variables that decide which GPUs CUDA and the container runtime expose."""
+    return dict(host.environ)
+
+
+def nvswitch_count(pci: dict | None) -> int | None:
+    switches = (pci or {}).get("nvswitches")
+    return None if switches is None else len(switches)
+
+
+def bus_id(raw: str | None) -> str:
+    """'00000000:00:06.0' (NVML) and '0000:00:06.0' (sysfs) to one lower-case form."""
+    raw = (raw or "").lower()
+    return raw[4:] if len(raw.split(":")[0]) == 8 else raw
+
+
+def _value(raw):
+    return None if isinstance(raw, dict) and "error" in raw else raw
+
+
+def gpu_devices(nvml: dict | None, nvidia_smi: dict | None) -> list[dict]:
+    """Every GPU from NVML, else from nvidia-smi's XML, with unsupported fields as None."""
+    source = nvml if nvml and not nvml.get("error") else (nvidia_smi or {}).get("parsed") or {}
+    devices = []
+    for raw in source.get("devices") or []:
+        device = {key: _value(value) for key, value in raw.items()}
+        cc = device.get("cuda_compute_capability")
+        device["cc"] = tuple(cc) if cc else None
+        device["bus"] = bus_id((device.get("pci") or {}).get("busId"))
+        device["label"] = f"GPU{device.get('index')}" + (f" ({device['bus']})" if device["bus"] else "")
+        devices.append(device)
+    return devices
+
+
+def _gpus(driver, nvml, nvidia_smi):
+    """The GPUs to judge, or the skip verdict that says why there are none."""
+    if driver is not None and not driver.get("loaded"):
+        return skip(NO_MODULE)
+    devices = [d for d in gpu_devices(nvml, nvidia_smi) if not d.get("error")]
+    return devices or skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
+
+
+@check("gpu.visible", "Every GPU on the bus is usable", needs=("driver",), uses=("pci", "nvml", "nvidia_smi"))
+def visible(driver, pci, nvml, nvidia_smi):
+    if not driver["loaded"]:
+        return skip(NO_MODULE)
+    on_bus = {bus_id(b) for b in (pci or {}).get("gpus") or []}
+    claimed = {bus_id(b) for b in driver.get("gpus") or []}
+    devices = gpu_devices(nvml, nvidia_smi)
+    lost = [d for d in devices if d.get("error")]
+    answering = {d["bus"] for d in devices if not d.get("error")}
+    if on_bus - claimed and claimed:
+        missing = ", ".join(sorted(on_bus - claimed))
+        return fail(f"{len(on_bus)} NVIDIA GPU(s) on the PCI bus but the driver claimed {len(claimed)}; unclaimed: {missing}",
+                    fix=f"sudo dmesg | grep -i -E 'NVRM|RmInitAdapter'   # why it failed\nlspci -k -s {sorted(on_bus - claimed)[0]}"
+                        "   # 'Kernel driver in use' should be nvidia, not nouveau or vfio-pci")
+    if lost or (claimed and answering and claimed - answering):
+        gone = ", ".join(sorted(claimed - answering)) or ", ".join(d["label"] for d in lost)
+        return fail(f"the driver knows GPU(s) that NVML cannot reach: {gone} (fallen off the bus or lost)",
+                    fix="sudo dmesg | grep -E 'Xid|fallen off'   # Xid 79 confirms it\nsudo reboot   # then check power cables, cooling and seating")
+    if not answering:
+        return skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
+    seen = f"{len(on_bus)} on the PCI bus, " if on_bus else ""
+    return ok(f"{len(answering)} GPU(s): {seen}{len(claimed) or len(answering)} claimed by the driver, {len(answering)} answering NVML")
+
+
+@check("gpu.inventory", "GPUs, memory and compute capability", needs=("driver",), uses=("nvml", "nvidia_smi"))
+def inventory(driver, nvml, nvidia_smi):
+    devices = _gpus(driver, nvml, nvidia_smi)
+    if not isinstance(devices, list):
+        return devices
+    lines = []
+    for d in devices:
+        memory = (d.get("memory") or {}).get("total")
+        cc = f"sm_{d['cc'][0]}{d['cc'][1]}" if d.get("cc") else "compute capability unknown"
+        lines.append(f"{d['label']}: {d.get('name')}, {memory / GIB:.1f} GiB, {cc}" if memory else f"{d['label']}: {d.get('name')}, {cc}")
+    names = sorted({d.get("name") or "?" for d in devices})
+    return ok(f"{len(devices)} × {', '.join(names)}", lines)
+
+
+@check("gpu.ecc", "ECC enabled, no uncorrected errors", needs=("driver",), uses=("nvml", "nvidia_smi"))
+def ecc(driver, nvml, nvidia_smi):
+    devices = _gpus(driver, nvml, nvidia_smi)
+    if not isinstance(devices, list):
+        return devices
+    bad = [d for d in devices if (d.get("ecc_uncorrected_volatile") or 0) > 0]
+    if bad:
+        d = bad[0]
+        return fail(f"{d['label']} has {d['ecc_uncorrected_volatile']} uncorrected ECC error(s) since the last reset",
+                    fix=f"Stop the jobs on it, then: sudo nvidia-smi -r -i {d['index']}   # or reboot\n"
+                        "dcgmi diag -r 3   # if errors come back, open an RMA", details=[f"{x['label']}: {x['ecc_uncorrected_volatile']}" for x in bad])
+    off = [d for d in devices if isinstance(d.get("ecc_mode"), list) and d["ecc_mode"][0] == 0]
+    if off:
+        ids = ",".join(str(d["index"]) for d in off)
+        return warn(f"ECC is off on {len(off)} GPU(s) that support it: memory errors would silently corrupt training",
+                    fix=f"sudo nvidia-smi -i {ids} -e 1 && sudo reboot")
+    history = [d for d in devices if (d.get("ecc_uncorrected_aggregate") or 0) > 0]
+    if history:
+        return warn(f"{history[0]['label']} has {history[0]['ecc_uncorrected_aggregate']} uncorrected ECC error(s) in its lifetime",
+                    fix="nvidia-smi -q -d ECC,ROW_REMAPPER   # watch whether the count grows; dcgmi diag -r 3")
+    supported = [d for d in devices if isinstance(d.get("ecc_mode"), list)]
+    if not supported:
+        return ok("ECC is not supported on these GPUs (GeForce-class memory)")
+    return ok(f"ECC on, no uncorrected errors on {len(supported)} GPU(s)")
+
+
+@check("gpu.memory_health", "No pending or failed row remaps or page retirements", needs=("driver",), uses=("nvml", "nvidia_smi"))
+def memory_health(driver, nvml, nvidia_smi):
+    devices = _gpus(driver, nvml, nvidia_smi)
+    if not isinstance(devices, list):
+        return devices
+    for d in devices:
+        rows = d.get("remapped_rows")
+        if isinstance(rows, list) and len(rows) == 4 and rows[3]:
+            return fail(f"{d['label']}: row remapping failed (spare rows exhausted)",
+                        fix="Drain the GPU, collect `sudo nvidia-bug-report.sh` and open an RMA with the vendor")
+        if (isinstance(rows, list) and len(rows) == 4 and rows[2]) or d.get("retired_pages_pending"):
+            return fail(f"{d['label']}: a memory row remap or page retirement is pending; it applies only after a GPU reset",
+                        fix=f"Drain the GPU, then: sudo nvidia-smi -r -i {d['index']}   # or reboot")
+    known = [d for d in devices if isinstance(d.get("remapped_rows"), list) or d.get("retired_pages_pending") is not None]
+    if not known:
+        return ok("row remapping and page retirement are not reported by these GPUs")
+    return ok(f"no pending or failed row remaps on {len(known)} GPU(s)")
+
+
+@check("gpu.xid", "No Xid errors in the kernel log", needs=("kernel_log",), uses=("driver",))
+def xid(kernel_log, driver):
+    if not kernel_log["readable"]:
+        why = "kernel.dmesg_restrict=1 limits it to root" if kernel_log.get("restricted") else kernel_log.get("error")
+        return skip(f"the kernel log is not readable ({why})",
+                    ["see it with: sudo dmesg | grep -E 'NVRM: Xid|fallen off'", "or run: sudo gpudoctor check --only gpu.xid"])
+    events = kernel_log["xids"]
+    if not events and driver is not None and not driver.get("loaded"):
+        return skip(NO_MODULE)
+    if not events:
+        return ok("no Xid events since boot")
+    codes = kb.load("xid")["codes"]
+    lines, fixes, worst = [], [], "warn"
+    for code in sorted({e["xid"] for e in events}):
+        info = codes.get(str(code), {"meaning": "not in gpudoctor's table", "severity": "warn",
+                                     "action": "Look it up in https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html"})
+        hits = [e for e in events if e["xid"] == code]
+        lines.append(f"Xid {code} × {len(hits)} on {', '.join(sorted({e['pci'] for e in hits}))}: {info['meaning']}")
+        fixes.append(f"Xid {code}: {info['action']}")
+        worst = "fail" if info["severity"] == "fail" else worst
+    verdict = fail if worst == "fail" else warn
+    return verdict(f"{len(events)} Xid event(s) since boot: {', '.join(l.split(':')[0] for l in lines)}", fix="\n".join(fixes), details=lines)
+
+
+@check("gpu.pcie_link", "PCIe link at full speed", needs=("driver",), uses=("nvml", "nvidia_smi"))
+def pcie_link(driver, nvml, nvidia_smi):
+    devices = _gpus(driver, nvml, nvidia_smi)
+    if not isinstance(devices, list):
+        return devices
+    slow, idle_notes = [], []
+    for d in devices:
+        gen, gen_max, width, width_max = (d.get(k) for k in ("pcie_gen_cur", "pcie_gen_max", "pcie_width_cur", "pcie_width_max"))
+        if None in (gen, gen_max, width, width_max):
+            continue
+        idle = bool((d.get("throttle_reasons") or 0) & 0x1) or (d.get("performance_state") or 0) >= 8
+        if width < width_max or (gen < gen_max and not idle):
+            slow.append(f"{d['label']}: Gen{gen} x{width}, capable of Gen{gen_max} x{width_max}")
+        elif gen < gen_max:
+            idle_notes.append(f"{d['label']}: Gen{gen} while idle (max Gen{gen_max}); GPUs train the link down to save power")
+    if slow:
+        return warn(f"{len(slow)} GPU(s) run below their PCIe link capability: host-device copies are slower",
+                    fix="Check under load: nvidia-smi --query-gpu=index,pcie.link.gen.current,pcie.link.width.current --format=csv -l 1\n"
+                        "If it stays low: reseat the card or replace the riser, use an x16 slot, set the slot to Auto/GenN in the BIOS",
+                    details=slow + idle_notes)
+    return ok("PCIe links at their maximum" + (" (idle ones trained down, as expected)" if idle_notes else ""), idle_notes)
+
+
+@check("gpu.thermal", "Temperature and clock throttling", needs=("driver",), uses=("nvml", "nvidia_smi"))
+def thermal(driver, nvml, nvidia_smi):
+    devices = _gpus(driver, nvml, nvidia_smi)
+    if not isinstance(devices, list):
+        return devices
+    hot = []
+    for d in devices:
+        reasons = [name for bit, name in THROTTLE.items() if (d.get("throttle_reasons") or 0) & bit]
+        slowdown = d.get("temperature_slowdown")
+        if slowdown and (d.get("temperature_gpu") or 0) >= slowdown:
+            reasons.append(f"{d['temperature_gpu']} °C, at its slowdown threshold {slowdown} °C")
+        if reasons:
+            hot.append(f"{d['label']}: {', '.join(reasons)}")
+    if hot:
+        return warn(f"{len(hot)} GPU(s) are throttled by temperature or power: training runs slower",
+                    fix="nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER   # which limit bites\n"
+                        "Fix the cooling (fans, airflow, inlet temperature) or power (cables, PSU, BMC power cap); "
+                        "restore the default power limit with: sudo nvidia-smi -pl <default watts>", details=hot)
+    temps = [d["temperature_gpu"] for d in devices if d.get("temperature_gpu") is not None]
+    return ok(f"no thermal or power throttling" + (f"; hottest GPU {max(temps)} °C" if temps else ""))
+
+
+@check("gpu.mig", "MIG mode as intended", needs=("driver",), uses=("nvml", "nvidia_smi"))
+def mig(driver, nvml, nvidia_smi):
+    devices = _gpus(driver, nvml, nvidia_smi)
+    if not isinstance(devices, list):
+        return devices
+    modes = [(d, d.get("mig_mode")) for d in devices if isinstance(d.get("mig_mode"), list)]
+    on = [d for d, m in modes if m[0] == 1]
+    pending = [d for d, m in modes if m[0] != m[1]]
+    if pending:
+        return warn(f"{pending[0]['label']}: a MIG mode change is pending until the GPU is reset",
+                    fix=f"sudo nvidia-smi -r -i {pending[0]['index']}   # or reboot")
+    if on:
+        ids = ",".join(str(d["index"]) for d in on)
+        return warn(f"MIG is on for {len(on)} GPU(s): CUDA sees MIG slices, not whole GPUs, and one process sees only one slice",
+                    fix=f"If unintended: sudo nvidia-smi -i {ids} -mig 0 && sudo nvidia-smi -r -i {ids}\n"
+                        "If intended: run one process per slice with CUDA_VISIBLE_DEVICES=MIG-<uuid> (nvidia-smi -L lists them)")
+    return ok("MIG is off" if modes else "MIG is not supported on these GPUs")
+
+
+@check("gpu.compute_mode", "Compute mode lets processes in", needs=("driver",), uses=("nvml", "nvidia_smi"))
+def compute_mode(driver, nvml, nvidia_smi):
+    devices = _gpus(driver, nvml, nvidia_smi)
+    if not isinstance(devices, list):
+        return devices
+    odd = [d for d in devices if d.get("compute_mode") not in (None, 0)]
+    if not odd:
+        return ok("compute mode Default on every GPU")
+    d = odd[0]
+    mode = COMPUTE_MODES.get(d["compute_mode"], str(d["compute_mode"]))
+    fix = f"sudo nvidia-smi -i {','.join(str(x['index']) for x in odd)} -c DEFAULT"
+    if d["compute_mode"] == 2:
+        return fail(f"{d['label']} is in compute mode Prohibited: no CUDA process may use it", fix=fix)
+    return warn(f"{d['label']} is in compute mode {mode}: only one process may use it at a time "
+                "(a second rank or a notebook gets 'all CUDA-capable devices are busy')", fix=fix)
+
+
+@check("gpu.processes", "No other processes holding GPU memory", needs=("driver",), uses=("nvml", "nvidia_smi"))
+def processes(driver, nvml, nvidia_smi):
+    devices = _gpus(driver, nvml, nvidia_smi)
+    if not isinstance(devices, list):
+        return devices
+    lines, pids = [], []
+    for d in devices:
+        for proc in d.get("processes") or []:
+            used = proc.get("used_memory") or 0
+            lines.append(f"{d['label']}: pid {proc.get('pid')} {proc.get('name') or '?'} holds {used / GIB:.1f} GiB")
+            pids.append(str(proc.get("pid")))
+        memory = d.get("memory") or {}
+        if not d.get("processes") and (memory.get("used") or 0) > max(GIB, 0.05 * (memory.get("total") or 0)):
+            lines.append(f"{d['label']}: {memory['used'] / GIB:.1f} GiB in use by processes this namespace cannot see")
+    if not lines:
+        return ok("no other process holds GPU memory")
+    idle = [str(d["index"]) for d in devices if not d.get("processes")]
+    choose = f"export CUDA_VISIBLE_DEVICES={','.join(idle)}   # the idle GPUs" if idle else "wait for them, or ask their owners"
+    kill = f"kill {' '.join(pids)}   # if they are yours and stale" if pids else "sudo fuser -v /dev/nvidia*   # find them (other containers)"
+    return warn(f"{len(lines)} process(es) hold GPU memory: a training job may run out of memory", fix=f"{kill}\n{choose}", details=lines)
+
+
+def _hidden_tokens(value: str, devices: list[dict]) -> list[str]:
+    """Entries of CUDA_VISIBLE_DEVICES that name no GPU here (CUDA ignores them and all after)."""
+    uuids = [d.get("uuid") or "" for d in devices]
+    bad = []
+    for token in (t.strip() for t in value.split(",")):
+        if token.isdigit():
+            if int(token) >= len(devices):
+                bad.append(token)
+        elif token.startswith(("GPU-", "MIG-")):
+            if token.startswith("GPU-") and not any(u.startswith(token) for u in uuids):
+                bad.append(token)
+        else:
+            bad.append(token)
+    return bad
+
+
+@check("gpu.visible_devices", "CUDA_VISIBLE_DEVICES shows the GPUs", needs=("environment", "driver"), uses=("nvml", "nvidia_smi", "container"))
+def visible_devices(environment, driver, nvml, nvidia_smi, container):
+    devices = _gpus(driver, nvml, nvidia_smi)
+    if not isinstance(devices, list):
+        return devices
+    value = environment.get("CUDA_VISIBLE_DEVICES")
+    runtime = environment.get("NVIDIA_VISIBLE_DEVICES")
+    valid = ",".join(str(d["index"]) for d in devices)
+    if runtime in ("void", "none", "") and any((container or {}).values()):
+        return fail(f"NVIDIA_VISIBLE_DEVICES={runtime!r}: the container runtime gave this container no GPU",
+                    fix="Start the container with GPUs: docker run --gpus all ... (or NVIDIA_VISIBLE_DEVICES=all)")
+    if value is None:
+        return ok(f"CUDA_VISIBLE_DEVICES is unset: CUDA sees all {len(devices)} GPU(s)")
+    if value.strip() in ("", "-1", "none", "NoDevFiles"):
+        return fail(f"CUDA_VISIBLE_DEVICES={value!r} hides every GPU: frameworks say 'No CUDA GPUs are available'",
+                    fix=f"unset CUDA_VISIBLE_DEVICES   # or: export CUDA_VISIBLE_DEVICES={valid}")
+    bad = _hidden_tokens(value, devices)
+    if bad:
+        return fail(f"CUDA_VISIBLE_DEVICES={value} names {', '.join(bad)}, which is no GPU here (indices 0-{len(devices) - 1});"
+                    " CUDA ignores it and every entry after it",
+                    fix=f"export CUDA_VISIBLE_DEVICES={valid}   # or unset it; set it before the framework is imported")
+    shown = len([t for t in value.split(",") if t.strip()])
+    order = "" if environment.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID" else \
+        " (indices follow CUDA's fastest-first order; export CUDA_DEVICE_ORDER=PCI_BUS_ID to match nvidia-smi)"
+    return ok(f"CUDA_VISIBLE_DEVICES={value}: CUDA sees {shown} of {len(devices)} GPU(s){order if len(devices) > 1 else ''}")

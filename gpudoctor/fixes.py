@@ -1,0 +1,96 @@
+"""Fix commands for this machine: its package manager, its release, its kernel.
+
+Checks build their fixes from these helpers and the `os` facts, so that a Debian box
+gets apt, a Rocky box dnf and a SUSE box zypper, with the right repository names.
+"""
+
+from __future__ import annotations
+
+from gpudoctor import kb
+
+NVIDIA_REPOS = "https://developer.download.nvidia.com/compute/cuda/repos"
+
+
+def family(os: dict | None) -> str | None:
+    """'apt', 'dnf' or 'zypper' for this distribution, else None."""
+    if not os:
+        return None
+    ids = [os.get("id") or ""] + (os.get("like") or "").split()
+    for name, members in kb.load("distros")["families"].items():
+        if any(i in members for i in ids):
+            return name
+    return None
+
+
+def install(os: dict | None, *packages: str) -> str:
+    """The command that installs `packages` here."""
+    names = " ".join(packages)
+    return {
+        "apt": f"sudo apt-get install -y {names}",
+        "dnf": f"sudo dnf install -y {names}",
+        "zypper": f"sudo zypper install -y {names}",
+    }.get(family(os) or "", f"install {names} with this distribution's package manager")
+
+
+def nvidia_repo(os: dict | None) -> str | None:
+    """NVIDIA's repository name for this release (e.g. 'debian12'), if NVIDIA has one."""
+    if not os:
+        return None
+    entry = kb.load("distros")["supported"].get(os.get("id") or "")
+    if not entry:
+        return None
+    version = os.get("version") or ""
+    for known, repo in entry["versions"].items():
+        if version == known or version.split(".")[0] == known:
+            return repo
+    return None
+
+
+def kernel_headers(os: dict | None) -> str:
+    """Install the headers DKMS needs to build the NVIDIA module for the running kernel."""
+    fam = family(os)
+    if fam == "dnf":
+        return install(os, '"kernel-devel-$(uname -r)"', '"kernel-headers-$(uname -r)"')
+    if fam == "zypper":
+        return install(os, "kernel-default-devel")
+    return install(os, '"linux-headers-$(uname -r)"')
+
+
+def rebuild_initramfs(os: dict | None) -> str:
+    """Regenerate the initramfs, so that module options and blacklists apply at boot."""
+    return {"apt": "sudo update-initramfs -u", "dnf": "sudo dracut --force",
+            "zypper": "sudo dracut --force"}.get(family(os) or "", "regenerate the initramfs")
+
+
+def hold_driver(os: dict | None) -> str:
+    """Stop unattended upgrades from replacing the driver under a running kernel module."""
+    return {
+        "apt": "sudo apt-mark hold 'nvidia-*' 'libnvidia-*'",
+        "dnf": "sudo dnf install -y python3-dnf-plugin-versionlock && sudo dnf versionlock add 'nvidia-*' 'libnvidia-*'",
+        "zypper": "sudo zypper addlock 'nvidia-*' 'libnvidia-*'",
+    }.get(family(os) or "", "pin the NVIDIA driver packages at their current version")
+
+
+def install_driver(os: dict | None, arch: str = "x86_64", open_modules: bool = True) -> str:
+    """Install NVIDIA's driver from NVIDIA's repository for this release, then reboot."""
+    repo = nvidia_repo(os)
+    fam = family(os)
+    package = "nvidia-open" if open_modules else "cuda-drivers"
+    repo_arch = {"aarch64": "sbsa"}.get(arch, arch)
+    if not repo or not fam:
+        name = (os or {}).get("pretty_name") or "this distribution"
+        return (f"NVIDIA publishes no driver packages for {name}: install the .run driver from "
+                "https://www.nvidia.com/Download/index.aspx with `sudo sh NVIDIA-Linux-*.run -m=kernel-open`, "
+                "or move to a release NVIDIA supports (Ubuntu 22.04/24.04, Debian 12/13, RHEL/Rocky 8-10, SLES 15).")
+    base = f"{NVIDIA_REPOS}/{repo}/{repo_arch}"
+    if fam == "apt":
+        steps = [kernel_headers(os), f"wget {base}/cuda-keyring_1.1-1_all.deb",
+                 "sudo dpkg -i cuda-keyring_1.1-1_all.deb", "sudo apt-get update", install(os, package)]
+    elif fam == "dnf":
+        add = (f"sudo dnf config-manager addrepo --from-repofile={base}/cuda-{repo}.repo" if (os or {}).get("id") == "fedora"
+               else f"sudo dnf config-manager --add-repo {base}/cuda-{repo}.repo")
+        steps = [kernel_headers(os), add, install(os, package)]
+    else:
+        steps = [kernel_headers(os), f"sudo zypper addrepo {base}/cuda-{repo}.repo", "sudo zypper --gpg-auto-import-keys refresh",
+                 install(os, package)]
+    return "\n".join(steps + ["sudo reboot"])

@@ -1,0 +1,374 @@
+"""The system layer: the only code that touches the machine, and its recorded twin.
+
+`LiveHost` runs commands (no shell, C locale, capped output, in their own process group,
+killed on timeout), reads files, stats paths and asks NVML through a worker subprocess
+that can be abandoned when a lost GPU makes NVML hang. Everything it learns is written
+into `Evidence`. `RecordedHost` answers the same questions from `Evidence` alone, so
+collectors and checks run unchanged on a capture or a report from another machine.
+Where evidence lacks an answer it says "not recorded", which is kept apart from
+"absent": a missing file on the machine is a fact, a missing record is not.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+NOT_RECORDED = "not recorded"
+ABSENT = "absent"
+DENIED = "permission denied"
+TIMED_OUT = "timed out"
+NOT_FOUND = "command not found"
+
+OUTPUT_CAP = 8 << 20
+FILE_CAP = 4 << 20
+
+# Only these variables are read and recorded: the rest of the environment may hold secrets.
+RELEVANT_ENV = (
+    "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_DRIVER_CAPABILITIES",
+    "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "HOME", "TMPDIR", "USER", "container",
+    "KUBERNETES_SERVICE_HOST", "WSL_DISTRO_NAME", "WSL_INTEROP", "SLURM_JOB_ID", "CONDA_PREFIX", "VIRTUAL_ENV",
+)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command did; `error` says why there is no exit code, if there is none."""
+
+    argv: tuple[str, ...]
+    rc: int | None
+    stdout: str = ""
+    stderr: str = ""
+    duration_s: float = 0.0
+    error: str | None = None
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and self.error is None
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).strip()
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["argv"] = list(self.argv)
+        return data
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """A file's text, or why it could not be had (`absent`, `permission denied`, ...)."""
+
+    path: str
+    text: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
+def command_key(argv: Iterable[str]) -> str:
+    return shlex.join(list(argv))
+
+
+class Evidence:
+    """Raw answers the machine gave, kept as JSON-able data; thread-safe to record into."""
+
+    SECTIONS = ("commands", "files", "listdirs", "stats", "disk_usage", "machine", "env", "user", "nvml")
+
+    def __init__(self, data: dict | None = None):
+        self.data: dict[str, Any] = {section: {} for section in self.SECTIONS}
+        for key, value in (data or {}).items():
+            self.data[key] = value
+        self._lock = threading.Lock()
+
+    def record(self, section: str, key: str, value: Any) -> None:
+        with self._lock:
+            self.data[section][key] = value
+
+    def get(self, section: str, key: str, default: Any = None) -> Any:
+        return self.data.get(section, {}).get(key, default)
+
+    def to_dict(self) -> dict:
+        with self._lock:
+            return json.loads(json.dumps(self.data))
+
+    @classmethod
+    def from_dir(cls, folder: str | os.PathLike) -> "Evidence":
+        """Load `evidence.json` from a capture folder, resolving `*_file` references.
+
+        A `files_dir` entry records every file under that folder at its absolute path,
+        so a capture laid out as `files/proc/...` needs no listing of its own.
+        """
+        folder = Path(folder)
+        spec = json.loads((folder / "evidence.json").read_text())
+        data = _resolve(spec, folder)
+        files_dir = data.pop("files_dir", None)
+        if files_dir:
+            root = folder / files_dir
+            recorded = {}
+            for path in sorted(root.rglob("*")):
+                if path.is_file():
+                    recorded["/" + str(path.relative_to(root))] = {"text": path.read_text(errors="replace")}
+            recorded.update(data.get("files", {}))
+            data["files"] = recorded
+        return cls(data)
+
+
+def _resolve(value: Any, folder: Path) -> Any:
+    """Replace `{"x_file": path}` by `{"x": text}` and `{"json_file": p, "key": k}` by the JSON."""
+    if isinstance(value, list):
+        return [_resolve(item, folder) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "json_file" in value:
+        loaded = json.loads((folder / value["json_file"]).read_text())
+        return loaded[value["key"]] if "key" in value else loaded
+    resolved = {}
+    for key, item in value.items():
+        if key.endswith("_file") and isinstance(item, str):
+            resolved[key[: -len("_file")]] = (folder / item).read_text(errors="replace")
+        else:
+            resolved[key] = _resolve(item, folder)
+    return resolved
+
+
+class LiveHost:
+    """This machine, as seen by an ordinary process; records all it learns."""
+
+    def __init__(self, timeout: float = 10.0, environ: dict[str, str] | None = None):
+        self.timeout = timeout
+        self.evidence = Evidence()
+        source = os.environ if environ is None else environ
+        self.environ = {k: source[k] for k in RELEVANT_ENV if k in source}
+        self.evidence.data["env"] = dict(self.environ)
+        self._children: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+
+    # -- commands -------------------------------------------------------------------
+    def run(self, argv: list[str] | tuple[str, ...], timeout: float | None = None) -> CommandResult:
+        """Run argv without a shell; never raises, never outlives `timeout` seconds."""
+        result = self._execute(tuple(argv), timeout)
+        self.evidence.record("commands", command_key(argv), result.to_dict())
+        return result
+
+    def _execute(self, argv: tuple[str, ...], timeout: float | None) -> CommandResult:
+        limit = self.timeout if timeout is None else timeout
+        env = dict(os.environ, LC_ALL="C", LANG="C")
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=env, start_new_session=True,
+            )
+        except FileNotFoundError:
+            return CommandResult(argv, None, error=NOT_FOUND)
+        except PermissionError:
+            return CommandResult(argv, None, error=DENIED)
+        except OSError as exc:
+            return CommandResult(argv, None, error=str(exc))
+        with self._lock:
+            self._children.add(proc)
+        try:
+            out, err = proc.communicate(timeout=limit)
+            error = None
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out, err = proc.communicate()
+            error = TIMED_OUT
+        finally:
+            with self._lock:
+                self._children.discard(proc)
+        truncated = len(out) > OUTPUT_CAP or len(err) > OUTPUT_CAP
+        return CommandResult(
+            argv, None if error else proc.returncode,
+            out[:OUTPUT_CAP].decode(errors="replace"), err[:OUTPUT_CAP].decode(errors="replace"),
+            round(time.monotonic() - start, 4), error, truncated,
+        )
+
+    def kill_children(self) -> None:
+        """Kill every command still running (Ctrl-C, or abandoning a hung collector)."""
+        with self._lock:
+            children = list(self._children)
+        for proc in children:
+            _kill_group(proc)
+
+    # -- files ----------------------------------------------------------------------
+    def read(self, path: str, limit: int = FILE_CAP) -> FileRead:
+        try:
+            with open(path, "rb") as handle:
+                result = FileRead(path, handle.read(limit).decode(errors="replace"))
+        except FileNotFoundError:
+            result = FileRead(path, error=ABSENT)
+        except PermissionError:
+            result = FileRead(path, error=DENIED)
+        except OSError as exc:
+            result = FileRead(path, error=exc.strerror or str(exc))
+        self.evidence.record("files", path, {"text": result.text} if result.ok else {"error": result.error})
+        return result
+
+    def listdir(self, path: str) -> list[str] | None:
+        """Sorted entry names, or None where the folder is absent or unreadable."""
+        try:
+            entries: list[str] | None = sorted(os.listdir(path))
+        except OSError:
+            entries = None
+        self.evidence.record("listdirs", path, entries)
+        return entries
+
+    def stat(self, path: str) -> dict | None:
+        """Mode, owner, device numbers and this user's access to `path`; None if absent."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            info = None
+        else:
+            info = {
+                "mode": oct(st.st_mode & 0o7777), "kind": _kind(st.st_mode),
+                "uid": st.st_uid, "gid": st.st_gid, "group": _group_name(st.st_gid),
+                "major": os.major(st.st_rdev) if st.st_rdev else None,
+                "minor": os.minor(st.st_rdev) if st.st_rdev else None,
+                "readable": os.access(path, os.R_OK), "writable": os.access(path, os.W_OK),
+            }
+        self.evidence.record("stats", path, info)
+        return info
+
+    def disk_usage(self, path: str) -> dict | None:
+        """Total, used and free bytes of the file system holding `path`."""
+        try:
+            st = os.statvfs(path)
+        except OSError:
+            info = None
+        else:
+            info = {"total": st.f_blocks * st.f_frsize, "free": st.f_bavail * st.f_frsize}
+        self.evidence.record("disk_usage", path, info)
+        return info
+
+    # -- the machine and the user -----------------------------------------------------
+    def machine(self) -> dict:
+        """CPU and memory sizes, read with psutil."""
+        import psutil
+
+        memory = psutil.virtual_memory()
+        info = {
+            "cpu_logical": psutil.cpu_count(logical=True),
+            "cpu_physical": psutil.cpu_count(logical=False),
+            "memory_total": memory.total,
+            "memory_available": memory.available,
+        }
+        self.evidence.data["machine"] = info
+        return info
+
+    def user(self) -> dict:
+        """Who gpudoctor runs as, and in which groups (device access depends on them)."""
+        uid = os.getuid()
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = str(uid)
+        info = {"uid": uid, "name": name, "groups": sorted({_group_name(g) for g in os.getgroups()})}
+        self.evidence.data["user"] = info
+        return info
+
+    # -- NVML -------------------------------------------------------------------------
+    def nvml(self, timeout: float | None = None) -> dict:
+        """NVML's answers from a worker process, so a hung NVML costs only `timeout`."""
+        result = self._execute((sys.executable, "-m", "gpudoctor.nvml_probe"), timeout)
+        self.evidence.data["nvml"] = info = nvml_answer(result)
+        return info
+
+
+def nvml_answer(result: CommandResult) -> dict:
+    """Turn the NVML worker's run into facts, or into an error that says what happened."""
+    if result.error == TIMED_OUT:
+        return {"error": {"name": "timeout", "message": f"NVML did not answer within {result.duration_s:.0f} s"}}
+    if result.error:
+        return {"error": {"name": "worker", "message": result.error}}
+    try:
+        answer = json.loads(result.stdout)
+    except ValueError:
+        tail = (result.stderr.strip().splitlines() or [f"exit code {result.rc}"])[-1]
+        return {"error": {"name": "worker", "message": f"NVML worker failed: {tail}"}}
+    return answer if isinstance(answer, dict) else {"error": {"name": "worker", "message": "bad NVML answer"}}
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kind(mode: int) -> str:
+    import stat as st
+
+    for test, name in ((st.S_ISCHR, "char"), (st.S_ISDIR, "dir"), (st.S_ISREG, "file"), (st.S_ISBLK, "block")):
+        if test(mode):
+            return name
+    return "other"
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+class RecordedHost:
+    """Answers from evidence recorded elsewhere; the same questions as `LiveHost`."""
+
+    def __init__(self, evidence: Evidence, timeout: float = 10.0):
+        self.evidence = evidence
+        self.timeout = timeout
+        self.environ = dict(evidence.data.get("env") or {})
+
+    def run(self, argv, timeout: float | None = None) -> CommandResult:
+        data = self.evidence.get("commands", command_key(argv))
+        if data is None:
+            return CommandResult(tuple(argv), None, error=NOT_RECORDED)
+        fields = {k: data[k] for k in ("rc", "stdout", "stderr", "duration_s", "error", "truncated") if k in data}
+        return CommandResult(tuple(argv), **{"rc": None, **fields})
+
+    def kill_children(self) -> None:
+        """Nothing runs in replay."""
+
+    def read(self, path: str, limit: int = FILE_CAP) -> FileRead:
+        data = self.evidence.get("files", path)
+        if data is None:
+            return FileRead(path, error=NOT_RECORDED)
+        if data.get("text") is not None:
+            return FileRead(path, data["text"][:limit])
+        return FileRead(path, error=data.get("error") or NOT_RECORDED)
+
+    def listdir(self, path: str) -> list[str] | None:
+        return self.evidence.get("listdirs", path)
+
+    def stat(self, path: str) -> dict | None:
+        return self.evidence.get("stats", path)
+
+    def disk_usage(self, path: str) -> dict | None:
+        return self.evidence.get("disk_usage", path)
+
+    def machine(self) -> dict:
+        return dict(self.evidence.data.get("machine") or {})
+
+    def user(self) -> dict:
+        return dict(self.evidence.data.get("user") or {})
+
+    def nvml(self, timeout: float | None = None) -> dict:
+        return self.evidence.data.get("nvml") or {"error": {"name": "not_recorded", "message": NOT_RECORDED}}

@@ -1,0 +1,285 @@
+"""Pure parsers for the text that machines give: never raise on any input.
+
+Each takes the raw text (a file or a command's output) and returns plain data; text
+they cannot make sense of gives an empty or partial answer, never an exception, since
+what a broken machine prints is exactly what gpudoctor must read.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import xml.etree.ElementTree as ET
+
+ARCHES = ("x86_64", "aarch64", "ppc64le", "s390x", "armv7l", "riscv64", "i686")
+
+
+def parse_os_release(text: str) -> dict:
+    """`/etc/os-release` as a dict of lower-cased keys.
+
+    >>> parse_os_release('ID=debian\\nVERSION_ID="12"\\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"')["version_id"]
+    '12'
+    """
+    facts = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            continue
+        try:
+            parts = shlex.split(value, posix=True)
+        except ValueError:
+            parts = [value.strip("\"'")]
+        facts[key.lower()] = " ".join(parts)
+    return facts
+
+
+def os_from_release(release: dict) -> dict:
+    """The `os` facts from parsed os-release keys."""
+    return {
+        "id": release.get("id", "").lower(),
+        "version": release.get("version_id", ""),
+        "codename": release.get("version_codename", ""),
+        "pretty_name": release.get("pretty_name", "") or release.get("name", ""),
+        "like": release.get("id_like", "").lower(),
+    }
+
+
+def os_from_lsb(text: str) -> dict:
+    """The `os` facts from `/etc/lsb-release`, used where os-release is missing.
+
+    >>> os_from_lsb('DISTRIB_ID=Ubuntu\\nDISTRIB_RELEASE=24.04\\nDISTRIB_CODENAME=noble')["id"]
+    'ubuntu'
+    """
+    values = parse_os_release(text)
+    distrib_id = values.get("distrib_id", "").lower()
+    return {
+        "id": distrib_id,
+        "version": values.get("distrib_release", ""),
+        "codename": values.get("distrib_codename", ""),
+        "pretty_name": values.get("distrib_description", ""),
+        "like": "debian" if distrib_id == "ubuntu" else "",
+    }
+
+
+def parse_uname(text: str) -> dict:
+    """Kernel release, architecture and host name from `uname -a`.
+
+    >>> parse_uname("Linux vm 6.18.44-fc-v657-gpu #1 SMP PREEMPT_DYNAMIC @0 x86_64 x86_64 x86_64 GNU/Linux")["arch"]
+    'x86_64'
+    """
+    tokens = text.split()
+    arch = next((t for t in reversed(tokens) if t in ARCHES), "")
+    return {
+        "hostname": tokens[1] if len(tokens) > 1 else "",
+        "release": tokens[2] if len(tokens) > 2 else "",
+        "arch": arch,
+    }
+
+
+def parse_glibc(text: str) -> str | None:
+    """The glibc version from `ldd --version`'s first line.
+
+    >>> parse_glibc("ldd (Ubuntu GLIBC 2.39-0ubuntu8.9) 2.39")
+    '2.39'
+    """
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    match = re.search(r"(\d+\.\d+)\s*$", first)
+    return match.group(1) if match else None
+
+
+def parse_modules(text: str) -> dict:
+    """Loaded kernel modules from `/proc/modules`: name -> state.
+
+    >>> parse_modules("nvidia_uvm 1830912 - - Live 0xffffffffc080c000 (O)")
+    {'nvidia_uvm': 'Live'}
+    """
+    modules = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[1].isdigit():
+            modules[fields[0]] = fields[4]
+    return modules
+
+
+def parse_driver_version(text: str) -> dict:
+    """Version and flavour of the loaded kernel module from `/proc/driver/nvidia/version`.
+
+    >>> parse_driver_version("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build")
+    {'version': '580.159.04', 'open': True}
+    """
+    match = re.search(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    return {"version": match.group(1) if match else None, "open": "Open Kernel Module" in text}
+
+
+_SMI_FAILURES = (
+    ("version_mismatch", 18, ("driver/library version mismatch",)),
+    ("driver_not_loaded", 9, ("couldn't communicate with the nvidia driver", "driver not loaded")),
+    ("no_permission", 4, ("insufficient permissions", "no permission")),
+    ("no_devices", 6, ("no devices were found",)),
+    ("gpu_lost", 15, ("gpu is lost", "fallen off the bus", "unable to determine the device handle")),
+    ("nvml_missing", 12, ("nvml shared library not found", "couldn't find libnvidia-ml")),
+    ("inforom_corrupt", 14, ("inforom",)),
+    ("nvml_unknown_error", None, ("failed to initialize nvml: unknown error",)),
+)
+
+
+def classify_smi_failure(rc: int | None, output: str) -> str:
+    """Name the reason `nvidia-smi` failed, from its message first, else its exit code.
+
+    >>> classify_smi_failure(18, "Failed to initialize NVML: Driver/library version mismatch")
+    'version_mismatch'
+    """
+    lowered = output.lower()
+    for name, _, needles in _SMI_FAILURES:
+        if any(needle in lowered for needle in needles):
+            return name
+    for name, code, _ in _SMI_FAILURES:
+        if code is not None and rc == code:
+            return name
+    return "other"
+
+
+_XID = re.compile(r"NVRM: Xid \(PCI:([0-9A-Fa-f:.]+)\): (\d+),?\s*(.*)")
+_OFF_BUS = re.compile(r"NVRM: (?:The NVIDIA )?GPU (?:at PCI:)?([0-9A-Fa-f:.]+).*fallen off the bus")
+_KERNEL_FLAGS = {
+    "api_mismatch": re.compile(r"NVRM: API mismatch", re.I),
+    "probe_not_called": re.compile(r"NVRM: The NVIDIA probe routine was not called", re.I),
+    "key_rejected": re.compile(r"(Key was rejected by service|module with unavailable key|Required key not available)", re.I),
+    "uvm_hmm_kaslr": re.compile(r"request_free_mem_region\(\) err", re.I),
+    "gsp_timeout": re.compile(r"Timeout waiting for RPC from GSP|GSP Timeout", re.I),
+}
+
+
+def parse_kernel_log(text: str) -> dict:
+    """Xid events and other tell-tale NVIDIA lines from the kernel log (`dmesg`).
+
+    >>> parse_kernel_log("[ 12.5] NVRM: Xid (PCI:0000:44:00): 79, GPU has fallen off the bus.")["xids"][0]["xid"]
+    79
+    """
+    xids, flags = [], {}
+    for line in text.splitlines():
+        match = _XID.search(line)
+        if match:
+            xids.append({"pci": match.group(1).lower(), "xid": int(match.group(2)), "text": match.group(3).strip()[:300]})
+            continue
+        match = _OFF_BUS.search(line)
+        if match:
+            xids.append({"pci": match.group(1).lower(), "xid": 79, "text": "GPU has fallen off the bus"})
+            continue
+        for name, pattern in _KERNEL_FLAGS.items():
+            if name not in flags and pattern.search(line):
+                flags[name] = line.strip()[:300]
+    return {"xids": xids, "flags": flags}
+
+
+# nvidia-smi -q -x ---------------------------------------------------------------------------
+_REASON_BITS = {
+    "gpu_idle": 0x1, "applications_clocks_setting": 0x2, "sw_power_cap": 0x4, "hw_slowdown": 0x8,
+    "sync_boost": 0x10, "sw_thermal_slowdown": 0x20, "hw_thermal_slowdown": 0x40,
+    "hw_power_brake_slowdown": 0x80, "display_clocks_setting": 0x100,
+}
+_COMPUTE_MODES = {"default": 0, "exclusive_thread": 1, "prohibited": 2, "exclusive_process": 3}
+
+
+def _text(node, path: str) -> str | None:
+    found = node.find(path) if node is not None else None
+    return found.text.strip() if found is not None and found.text and found.text.strip() else None
+
+
+def _number(value: str | None) -> int | None:
+    match = re.match(r"^\s*(-?\d+)", value or "")
+    return int(match.group(1)) if match else None
+
+
+def _mib(value: str | None) -> int | None:
+    number = _number(value)
+    return None if number is None else number * 1024 * 1024
+
+
+def _flag(value: str | None):
+    table = {"enabled": 1, "disabled": 0, "yes": True, "no": False, "active": True, "not active": False}
+    return table.get((value or "").lower(), {"error": f"N/A ({value})"} if value else {"error": "missing"})
+
+
+def _throttle_mask(gpu) -> int | dict:
+    node = gpu.find("clocks_event_reasons")
+    if node is None:
+        node = gpu.find("clocks_throttle_reasons")
+    if node is None:
+        return {"error": "missing"}
+    mask = 0
+    for child in node:
+        name = re.sub(r"^clocks_(event|throttle)_reason_", "", child.tag).replace("display_clock_setting", "display_clocks_setting")
+        if (child.text or "").strip().lower() == "active":
+            mask |= _REASON_BITS.get(name, 0)
+    return mask
+
+
+def _ecc_uncorrected(node) -> int | dict:
+    if node is None:
+        return {"error": "missing"}
+    values = [_number(child.text) for child in node if "uncorrectable" in child.tag or child.tag == "double_bit"]
+    nested = node.find("double_bit/total")
+    if nested is not None:
+        values.append(_number(nested.text))
+    known = [v for v in values if v is not None]
+    return sum(known) if known else {"error": "N/A"}
+
+
+def _smi_gpu(gpu, index: int) -> dict:
+    ecc = gpu.find("ecc_errors")
+    processes = []
+    for proc in gpu.findall("processes/process_info"):
+        processes.append({"pid": _number(_text(proc, "pid")), "name": _text(proc, "process_name"),
+                          "used_memory": _mib(_text(proc, "used_memory"))})
+    pending = _text(gpu, "retired_pages/pending_retirement") or _text(gpu, "retired_pages/pending_blacklist")
+    return {
+        "index": index,
+        "name": _text(gpu, "product_name"),
+        "uuid": _text(gpu, "uuid"),
+        "minor_number": _number(_text(gpu, "minor_number")),
+        "pci": {"busId": gpu.get("id") or _text(gpu, "pci/pci_bus_id")},
+        "memory": {"total": _mib(_text(gpu, "fb_memory_usage/total")), "used": _mib(_text(gpu, "fb_memory_usage/used")),
+                   "free": _mib(_text(gpu, "fb_memory_usage/free"))},
+        "temperature_gpu": _number(_text(gpu, "temperature/gpu_temp")),
+        "temperature_slowdown": _number(_text(gpu, "temperature/gpu_temp_slow_threshold")),
+        "performance_state": _number((_text(gpu, "performance_state") or "").lstrip("P")),
+        "pcie_gen_cur": _number(_text(gpu, "pci/pci_gpu_link_info/pcie_gen/current_link_gen")),
+        "pcie_gen_max": _number(_text(gpu, "pci/pci_gpu_link_info/pcie_gen/max_link_gen")),
+        "pcie_width_cur": _number(_text(gpu, "pci/pci_gpu_link_info/link_widths/current_link_width")),
+        "pcie_width_max": _number(_text(gpu, "pci/pci_gpu_link_info/link_widths/max_link_width")),
+        "persistence_mode": _flag(_text(gpu, "persistence_mode")),
+        "compute_mode": _COMPUTE_MODES.get((_text(gpu, "compute_mode") or "").lower(), {"error": "missing"}),
+        "ecc_mode": [_flag(_text(gpu, "ecc_mode/current_ecc")), _flag(_text(gpu, "ecc_mode/pending_ecc"))],
+        "ecc_uncorrected_volatile": _ecc_uncorrected(ecc.find("volatile") if ecc is not None else None),
+        "ecc_uncorrected_aggregate": _ecc_uncorrected(ecc.find("aggregate") if ecc is not None else None),
+        "retired_pages_pending": _flag(pending),
+        "remapped_rows": [_number(_text(gpu, "remapped_rows/remapped_row_corr")),
+                          _number(_text(gpu, "remapped_rows/remapped_row_unc")),
+                          _flag(_text(gpu, "remapped_rows/remapped_row_pending")),
+                          _flag(_text(gpu, "remapped_rows/remapped_row_failure"))],
+        "mig_mode": [_flag(_text(gpu, "mig_mode/current_mig")), _flag(_text(gpu, "mig_mode/pending_mig"))],
+        "throttle_reasons": _throttle_mask(gpu),
+        "fabric_state": _text(gpu, "fabric/state"),
+        "processes": processes,
+    }
+
+
+def parse_smi_xml(text: str) -> dict | None:
+    """`nvidia-smi -q -x` as NVML-shaped facts, or None when it is not that XML.
+
+    The per-GPU keys match the NVML worker's, so checks read either source alike.
+    """
+    try:
+        root = ET.fromstring(text)
+    except (ET.ParseError, ValueError):
+        return None
+    if root.tag != "nvidia_smi_log":
+        return None
+    gpus = [_smi_gpu(gpu, index) for index, gpu in enumerate(root.findall("gpu"))]
+    return {
+        "driver_version": _text(root, "driver_version"),
+        "cuda_version": _text(root, "cuda_version"),
+        "device_count": len(gpus),
+        "devices": gpus,
+    }

@@ -1,0 +1,123 @@
+"""Rendering a run: the terminal verdict and the JSON document, from the same results.
+
+The text verdict is built as (text, style) segments, written with rich on a colour
+terminal and as plain text when piped or when NO_COLOR is set, so both show the
+same words and fixes stay copy-pasteable.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Iterable
+
+from gpudoctor import __version__
+from gpudoctor.models import Result, Run, Status
+
+SCHEMA_VERSION = 1
+MARKS = {Status.PASS: ("✓", "green"), Status.WARN: ("!", "yellow"), Status.FAIL: ("✗", "red"),
+         Status.ERROR: ("✗", "red"), Status.SKIP: ("-", "dim")}
+Line = list  # [(text, style), ...]
+
+
+def to_json(run: Run, exit_code: int) -> str:
+    """The design's JSON document (schema_version 1)."""
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "gpudoctor_version": __version__,
+        "host": run.host,
+        "started_at": run.started_at,
+        "duration_s": round(run.duration_s, 3),
+        "exit_code": exit_code,
+        "summary": run.counts(),
+        "results": [r.to_dict() for r in run.results],
+        "facts": run.facts,
+    }
+    return json.dumps(document, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def _areas(results: list[Result]) -> dict[str, list[Result]]:
+    areas: dict[str, list[Result]] = {}
+    for result in results:
+        areas.setdefault(result.area, []).append(result)
+    return areas
+
+
+def _area_line(area: str, results: list[Result]) -> Line:
+    judged = [r.status for r in results if r.status != Status.SKIP]
+    if not judged:
+        mark, style = MARKS[Status.SKIP]
+        reasons = sorted({r.summary for r in results})
+        return [(f"{mark} ", style), (f"{area:<9}", "bold"), (f"skipped: {reasons[0]}" if len(reasons) == 1 else "skipped", style)]
+    mark, style = MARKS[max(judged, key=lambda s: s.rank)]
+    counts = [f"{sum(r.status == s for r in results)} {word}" for s, word in
+              ((Status.FAIL, "failed"), (Status.ERROR, "errors"), (Status.WARN, "warnings"), (Status.PASS, "passed"),
+               (Status.SKIP, "skipped")) if any(r.status == s for r in results)]
+    return [(f"{mark} ", style), (f"{area:<9}", "bold"), (", ".join(counts), "")]
+
+
+def _result_lines(result: Result, verbose: bool) -> Iterable[Line]:
+    mark, style = MARKS[result.status]
+    yield [(f"  {mark} ", style), (result.id, "bold"), (f"  {result.summary}", "")]
+    if verbose or result.status in (Status.WARN, Status.FAIL, Status.ERROR):
+        for detail in result.details:
+            yield [(f"      {detail}", "dim")]
+    if result.fix:
+        yield [("      Fix:", "bold cyan")]
+        for line in result.fix.splitlines():
+            yield [(f"        {line}", "cyan")]
+
+
+def key_facts(facts: dict) -> list[str]:
+    """The machine in a few lines: OS, kernel, driver, CUDA, GPUs."""
+    os = facts.get("os") or {}
+    lines = []
+    if os:
+        kernel = os.get("kernel") or {}
+        lines.append(f"OS      {os.get('pretty_name') or os.get('id')}, kernel {kernel.get('release')} {kernel.get('arch')}")
+    driver = facts.get("driver") or {}
+    nvml = facts.get("nvml") or {}
+    if driver:
+        flavour = {True: "open", False: "proprietary"}.get(driver.get("open"), "")
+        lines.append(f"Driver  {driver.get('version') or 'not loaded'} {flavour}".rstrip())
+    cuda = nvml.get("cuda_driver_version")
+    if isinstance(cuda, int):
+        lines.append(f"CUDA    {cuda // 1000}.{cuda % 1000 // 10} (the newest the driver supports)")
+    from gpudoctor.checks.gpu import gpu_devices
+
+    for d in gpu_devices(nvml, facts.get("nvidia_smi")):
+        memory = (d.get("memory") or {}).get("total")
+        cc = f"sm_{d['cc'][0]}{d['cc'][1]}" if d.get("cc") else "sm_?"
+        lines.append(f"{d['label']:<8}{d.get('name')}, {memory / (1 << 30):.1f} GiB, {cc}" if memory else f"{d['label']} {d.get('name')}")
+    return lines
+
+
+def verdict_lines(run: Run, exit_code: int, verbose: bool = False) -> list[Line]:
+    """Every line of the terminal verdict."""
+    os = run.facts.get("os") or {}
+    title = ", ".join(x for x in (run.host, os.get("pretty_name")) if x)
+    lines: list[Line] = [[(f"gpudoctor {__version__}", "bold"), (f"  {title}  ({run.duration_s:.1f} s)", "dim")], []]
+    if verbose:
+        lines += [[(f"  {fact}", "")] for fact in key_facts(run.facts)] + [[]]
+    areas = _areas(run.results)
+    lines += [_area_line(area, results) for area, results in areas.items()]
+    shown = [r for r in run.results if verbose or r.status in (Status.WARN, Status.FAIL, Status.ERROR)]
+    for area, results in _areas(shown).items():
+        lines.append([])
+        lines += [line for r in results for line in _result_lines(r, verbose)]
+    counts = run.counts()
+    lines += [[], [(f"{counts['fail']} failed, {counts['error']} errors, {counts['warn']} warnings, {counts['pass']} passed, "
+                    f"{counts['skip']} skipped · exit code {exit_code}", "bold")]]
+    return lines
+
+
+def write_text(lines: list[Line], stream: IO[str], colour: bool) -> None:
+    """Write the verdict: styled by rich when `colour`, else as plain text."""
+    if not colour:
+        stream.write("".join("".join(text for text, _ in line) + "\n" for line in lines))
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    for line in lines:
+        console.print(Text.assemble(*[(text, style) for text, style in line]) if line else "")
