@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gpudoctor import fixes
-from gpudoctor.host import NOT_FOUND, TIMED_OUT
+from gpudoctor.host import NOT_FOUND, NOT_RECORDED, TIMED_OUT, NotRecorded
 from gpudoctor.parsers import classify_smi_failure, parse_driver_version, parse_kernel_log, parse_smi_xml
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
 from gpudoctor.checks.gpu import gpu_devices, nvswitch_count
@@ -18,6 +18,8 @@ def collect_driver(host) -> dict:
     """The loaded kernel module's version and flavour, and the GPUs it claimed."""
     proc = host.read("/proc/driver/nvidia/version")
     sysfs = host.read("/sys/module/nvidia/version")
+    if proc.error == sysfs.error == NOT_RECORDED:
+        raise NotRecorded("/proc/driver/nvidia/version")
     parsed = parse_driver_version(proc.text) if proc.ok else {"version": None, "open": None}
     return {
         "loaded": proc.ok or sysfs.ok,
@@ -32,6 +34,8 @@ def collect_driver(host) -> dict:
 def collect_nvidia_smi(host) -> dict:
     """`nvidia-smi -q -x`: whether it works, why not, and what it reports."""
     result = host.run(["nvidia-smi", "-q", "-x"])
+    if result.error == NOT_RECORDED:
+        raise NotRecorded("nvidia-smi -q -x")
     facts = {"rc": result.rc, "error": result.error, "duration_s": result.duration_s, "parsed": None, "category": None}
     if result.ok:
         facts["parsed"] = parse_smi_xml(result.stdout)
@@ -66,6 +70,8 @@ def collect_services(host) -> dict:
 def collect_kernel_log(host) -> dict:
     """NVIDIA lines of the kernel log (Xid events and more), and why it is unreadable if so."""
     result = host.run(["dmesg"])
+    if result.error == NOT_RECORDED:
+        raise NotRecorded("dmesg")
     restrict = (host.read("/proc/sys/kernel/dmesg_restrict").text or "").strip()
     if not result.ok:
         return {"readable": False, "restricted": restrict == "1", "error": result.error or result.output[:200],
@@ -184,8 +190,9 @@ def nvidia_smi(nvidia_smi, driver, os):
                                           if category == "version_mismatch" else "sudo dmesg | grep -i nvrm   # the driver's own account")
         return fail(f"nvidia-smi failed (exit {nvidia_smi['rc']}, {category}): {nvidia_smi.get('message')}", fix=fix)
     parsed = nvidia_smi.get("parsed") or {}
+    took = f", {nvidia_smi['duration_s']:.2f} s" if nvidia_smi.get("duration_s") else ""
     return ok(f"nvidia-smi works: driver {parsed.get('driver_version')}, CUDA {parsed.get('cuda_version')}, "
-              f"{parsed.get('device_count')} GPU(s), {nvidia_smi['duration_s']:.2f} s")
+              f"{parsed.get('device_count')} GPU(s){took}")
 
 
 @check("driver.device_nodes", "GPU device nodes usable", needs=("devices",), uses=("driver", "container", "os"))
@@ -234,15 +241,21 @@ def uvm(devices, modules, driver, kernel_log, os):
                     "echo nvidia_uvm | sudo tee /etc/modules-load.d/nvidia-uvm.conf   # load it at every boot")
 
 
-@check("driver.persistence", "Persistence mode", needs=("driver",), uses=("nvml", "nvidia_smi", "services"))
-def persistence(driver, nvml, nvidia_smi, services):
-    if not driver["loaded"]:
+@check("driver.persistence", "Persistence mode", uses=("driver", "nvml", "nvidia_smi", "services", "kernel_log"))
+def persistence(driver, nvml, nvidia_smi, services, kernel_log):
+    if driver and not driver["loaded"]:
         return skip(NO_MODULE)
     daemon = ((services or {}).get("states") or {}).get("nvidia-persistenced")
     if daemon == "active":
         return ok("nvidia-persistenced is running")
     devices = gpu_devices(nvml, nvidia_smi)
     off = [d for d in devices if d.get("persistence_mode") in (0, False)]
+    legacy = ((kernel_log or {}).get("flags") or {}).get("legacy_persistence")
+    if devices and not off and legacy:
+        return warn(f"persistence mode is on for all {len(devices)} GPU(s), but through the legacy `nvidia-smi -pm 1`, "
+                    "which the driver says is deprecated and will be removed",
+                    fix="sudo systemctl enable --now nvidia-persistenced\n"
+                        "and drop `nvidia-smi -pm 1` from the boot scripts that run it", details=[legacy])
     if devices and not off:
         return ok(f"persistence mode is on for all {len(devices)} GPU(s)")
     if not devices:

@@ -48,6 +48,10 @@ def bus_id(raw: str | None) -> str:
 
 
 def _value(raw):
+    """None where NVML or nvidia-smi had no answer; a list of only such answers is None too."""
+    if isinstance(raw, list):
+        values = [_value(item) for item in raw]
+        return None if values and all(v is None for v in values) else values
     return None if isinstance(raw, dict) and "error" in raw else raw
 
 
@@ -55,8 +59,8 @@ def gpu_devices(nvml: dict | None, nvidia_smi: dict | None) -> list[dict]:
     """Every GPU from NVML, else from nvidia-smi's XML, with unsupported fields as None."""
     source = nvml if nvml and not nvml.get("error") else (nvidia_smi or {}).get("parsed") or {}
     devices = []
-    for raw in source.get("devices") or []:
-        device = {key: _value(value) for key, value in raw.items()}
+    for position, raw in enumerate(source.get("devices") or []):
+        device = {"index": position, **{key: _value(value) for key, value in raw.items()}}
         cc = device.get("cuda_compute_capability")
         device["cc"] = tuple(cc) if cc else None
         device["bus"] = bus_id((device.get("pci") or {}).get("busId"))
@@ -97,7 +101,7 @@ def visible(driver, pci, nvml, nvidia_smi):
     return ok(f"{len(answering)} GPU(s): {seen}{len(claimed) or len(answering)} claimed by the driver, {len(answering)} answering NVML")
 
 
-@check("gpu.inventory", "GPUs, memory and compute capability", needs=("driver",), uses=("nvml", "nvidia_smi"))
+@check("gpu.inventory", "GPUs, memory and compute capability", uses=("driver", "nvml", "nvidia_smi"))
 def inventory(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
     if not isinstance(devices, list):
@@ -111,7 +115,7 @@ def inventory(driver, nvml, nvidia_smi):
     return ok(f"{len(devices)} × {', '.join(names)}", lines)
 
 
-@check("gpu.ecc", "ECC enabled, no uncorrected errors", needs=("driver",), uses=("nvml", "nvidia_smi"))
+@check("gpu.ecc", "ECC enabled, no uncorrected errors", uses=("driver", "nvml", "nvidia_smi"))
 def ecc(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
     if not isinstance(devices, list):
@@ -137,7 +141,7 @@ def ecc(driver, nvml, nvidia_smi):
     return ok(f"ECC on, no uncorrected errors on {len(supported)} GPU(s)")
 
 
-@check("gpu.memory_health", "No pending or failed row remaps or page retirements", needs=("driver",), uses=("nvml", "nvidia_smi"))
+@check("gpu.memory_health", "No pending or failed row remaps or page retirements", uses=("driver", "nvml", "nvidia_smi"))
 def memory_health(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
     if not isinstance(devices, list):
@@ -153,7 +157,7 @@ def memory_health(driver, nvml, nvidia_smi):
     known = [d for d in devices if isinstance(d.get("remapped_rows"), list) or d.get("retired_pages_pending") is not None]
     if not known:
         return ok("row remapping and page retirement are not reported by these GPUs")
-    return ok(f"no pending or failed row remaps on {len(known)} GPU(s)")
+    return ok(f"no pending or failed row remap or page retirement on {len(known)} GPU(s)")
 
 
 @check("gpu.xid", "No Xid errors in the kernel log", needs=("kernel_log",), uses=("driver",))
@@ -180,7 +184,7 @@ def xid(kernel_log, driver):
     return verdict(f"{len(events)} Xid event(s) since boot: {', '.join(l.split(':')[0] for l in lines)}", fix="\n".join(fixes), details=lines)
 
 
-@check("gpu.pcie_link", "PCIe link at full speed", needs=("driver",), uses=("nvml", "nvidia_smi"))
+@check("gpu.pcie_link", "PCIe link at full speed", uses=("driver", "nvml", "nvidia_smi"))
 def pcie_link(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
     if not isinstance(devices, list):
@@ -203,7 +207,7 @@ def pcie_link(driver, nvml, nvidia_smi):
     return ok("PCIe links at their maximum" + (" (idle ones trained down, as expected)" if idle_notes else ""), idle_notes)
 
 
-@check("gpu.thermal", "Temperature and clock throttling", needs=("driver",), uses=("nvml", "nvidia_smi"))
+@check("gpu.thermal", "Temperature and clock throttling", uses=("driver", "nvml", "nvidia_smi"))
 def thermal(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
     if not isinstance(devices, list):
@@ -225,7 +229,7 @@ def thermal(driver, nvml, nvidia_smi):
     return ok(f"no thermal or power throttling" + (f"; hottest GPU {max(temps)} °C" if temps else ""))
 
 
-@check("gpu.mig", "MIG mode as intended", needs=("driver",), uses=("nvml", "nvidia_smi"))
+@check("gpu.mig", "MIG mode as intended", uses=("driver", "nvml", "nvidia_smi"))
 def mig(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
     if not isinstance(devices, list):
@@ -244,7 +248,7 @@ def mig(driver, nvml, nvidia_smi):
     return ok("MIG is off" if modes else "MIG is not supported on these GPUs")
 
 
-@check("gpu.compute_mode", "Compute mode lets processes in", needs=("driver",), uses=("nvml", "nvidia_smi"))
+@check("gpu.compute_mode", "Compute mode lets processes in", uses=("driver", "nvml", "nvidia_smi"))
 def compute_mode(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
     if not isinstance(devices, list):
@@ -261,26 +265,32 @@ def compute_mode(driver, nvml, nvidia_smi):
                 "(a second rank or a notebook gets 'all CUDA-capable devices are busy')", fix=fix)
 
 
-@check("gpu.processes", "No other processes holding GPU memory", needs=("driver",), uses=("nvml", "nvidia_smi"))
+@check("gpu.processes", "No other processes holding GPU memory", uses=("driver", "nvml", "nvidia_smi"))
 def processes(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
     if not isinstance(devices, list):
         return devices
-    lines, pids = [], []
+    lines, busy = [], []
     for d in devices:
-        for proc in d.get("processes") or []:
-            used = proc.get("used_memory") or 0
-            lines.append(f"{d['label']}: pid {proc.get('pid')} {proc.get('name') or '?'} holds {used / GIB:.1f} GiB")
-            pids.append(str(proc.get("pid")))
         memory = d.get("memory") or {}
-        if not d.get("processes") and (memory.get("used") or 0) > max(GIB, 0.05 * (memory.get("total") or 0)):
+        floor = max(GIB, 0.05 * (memory.get("total") or 0))
+        procs = d.get("processes") or []
+        for proc in procs:
+            lines.append(f"{d['label']}: pid {proc.get('pid')} {proc.get('name') or '?'} holds {(proc.get('used_memory') or 0) / GIB:.2f} GiB")
+        held = sum(p.get("used_memory") or 0 for p in procs)
+        if held > floor:
+            busy.append((d, [str(p.get("pid")) for p in procs]))
+        elif not procs and (memory.get("used") or 0) > floor:
             lines.append(f"{d['label']}: {memory['used'] / GIB:.1f} GiB in use by processes this namespace cannot see")
-    if not lines:
-        return ok("no other process holds GPU memory")
-    idle = [str(d["index"]) for d in devices if not d.get("processes")]
-    choose = f"export CUDA_VISIBLE_DEVICES={','.join(idle)}   # the idle GPUs" if idle else "wait for them, or ask their owners"
+            busy.append((d, []))
+    if not busy:
+        return ok("no other process holds a significant share of GPU memory", lines)
+    idle = [str(d["index"]) for d in devices if d not in [b for b, _ in busy]]
+    pids = sorted({pid for _, p in busy for pid in p}, key=int)
     kill = f"kill {' '.join(pids)}   # if they are yours and stale" if pids else "sudo fuser -v /dev/nvidia*   # find them (other containers)"
-    return warn(f"{len(lines)} process(es) hold GPU memory: a training job may run out of memory", fix=f"{kill}\n{choose}", details=lines)
+    choose = f"export CUDA_VISIBLE_DEVICES={','.join(idle)}   # the idle GPUs" if idle else "or wait for them, or ask their owners"
+    return warn(f"other processes hold memory on {len(busy)} of {len(devices)} GPU(s): a training job there may run out of memory",
+                fix=f"{kill}\n{choose}", details=lines)
 
 
 def _hidden_tokens(value: str, devices: list[dict]) -> list[str]:
@@ -299,7 +309,7 @@ def _hidden_tokens(value: str, devices: list[dict]) -> list[str]:
     return bad
 
 
-@check("gpu.visible_devices", "CUDA_VISIBLE_DEVICES shows the GPUs", needs=("environment", "driver"), uses=("nvml", "nvidia_smi", "container"))
+@check("gpu.visible_devices", "CUDA_VISIBLE_DEVICES shows the GPUs", needs=("environment",), uses=("driver", "nvml", "nvidia_smi", "container"))
 def visible_devices(environment, driver, nvml, nvidia_smi, container):
     devices = _gpus(driver, nvml, nvidia_smi)
     if not isinstance(devices, list):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gpudoctor import fixes, kb
+from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import os_from_lsb, os_from_release, parse_glibc, parse_modules, parse_os_release, parse_uname
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
 
@@ -14,16 +15,19 @@ MODPROBE_DIRS = ("/etc/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d", "/
 @collector("os")
 def collect_os(host) -> dict:
     """Distribution from os-release (lsb-release where it is missing) and the kernel."""
-    facts = {}
+    facts, reads = {}, []
     for path in ("/etc/os-release", "/usr/lib/os-release"):
-        release = parse_os_release(host.read(path).text or "")
+        reads.append(host.read(path))
+        release = parse_os_release(reads[-1].text or "")
         if release.get("id"):
             facts = {**os_from_release(release), "source": path}
             break
     if not facts:
-        lsb = host.read("/etc/lsb-release")
-        facts = {**os_from_lsb(lsb.text or ""), "source": "/etc/lsb-release"} if lsb.ok else {"id": "", "source": None}
+        reads.append(host.read("/etc/lsb-release"))
+        facts = {**os_from_lsb(reads[-1].text or ""), "source": "/etc/lsb-release"} if reads[-1].ok else {"id": "", "source": None}
     uname = host.run(["uname", "-a"])
+    if uname.error == NOT_RECORDED and all(r.error == NOT_RECORDED for r in reads):
+        raise NotRecorded("/etc/os-release and uname -a")
     facts["kernel"] = parse_uname(uname.stdout) if uname.ok else {"release": "", "arch": "", "hostname": ""}
     facts["wsl"] = "microsoft" in facts["kernel"]["release"].lower()
     return facts
@@ -33,7 +37,7 @@ def collect_os(host) -> dict:
 def collect_machine(host) -> dict:
     """CPU and memory sizes and the C library version."""
     ldd = host.run(["ldd", "--version"])
-    return {**host.machine(), "glibc": parse_glibc(ldd.stdout) if ldd.ok or ldd.stdout else None}
+    return {**host.machine(), "glibc": parse_glibc(ldd.stdout), "glibc_error": ldd.error}
 
 
 @collector("storage")
@@ -181,7 +185,7 @@ def nouveau(modules, os):
 def glibc(machine):
     version = machine.get("glibc")
     if not version:
-        return skip("`ldd --version` gave no glibc version (musl or no ldd)")
+        return skip(f"`ldd --version` gave no glibc version ({machine.get('glibc_error') or 'musl, or no ldd'})")
     major, minor = (int(x) for x in version.split(".")[:2])
     if (major, minor) < (2, 28):
         return warn(f"glibc {version} is older than 2.28: current PyTorch, JAX and TensorFlow wheels (manylinux_2_28) will not install",

@@ -81,6 +81,10 @@ class FileRead:
         return self.text is not None
 
 
+class NotRecorded(LookupError):
+    """Replayed evidence has no answer to this question (unlike "absent", which is an answer)."""
+
+
 def command_key(argv: Iterable[str]) -> str:
     return shlex.join(list(argv))
 
@@ -112,7 +116,8 @@ class Evidence:
         """Load `evidence.json` from a capture folder, resolving `*_file` references.
 
         A `files_dir` entry records every file under that folder at its absolute path,
-        so a capture laid out as `files/proc/...` needs no listing of its own.
+        and every folder's listing, so a capture laid out as `files/proc/...` needs no
+        listing of its own.
         """
         folder = Path(folder)
         spec = json.loads((folder / "evidence.json").read_text())
@@ -126,6 +131,9 @@ class Evidence:
                     recorded["/" + str(path.relative_to(root))] = {"text": path.read_text(errors="replace")}
             recorded.update(data.get("files", {}))
             data["files"] = recorded
+            folders = {"/" + str(p.relative_to(root)): sorted(c.name for c in p.iterdir())
+                       for p in root.rglob("*") if p.is_dir()}
+            data["listdirs"] = {**folders, **data.get("listdirs", {})}
         return cls(data)
 
 
@@ -356,13 +364,19 @@ class RecordedHost:
         return FileRead(path, error=data.get("error") or NOT_RECORDED)
 
     def listdir(self, path: str) -> list[str] | None:
-        return self.evidence.get("listdirs", path)
+        return self._lookup("listdirs", path)
 
     def stat(self, path: str) -> dict | None:
-        return self.evidence.get("stats", path)
+        return self._lookup("stats", path)
 
     def disk_usage(self, path: str) -> dict | None:
-        return self.evidence.get("disk_usage", path)
+        return self._lookup("disk_usage", path)
+
+    def _lookup(self, section: str, key: str):
+        recorded = self.evidence.data.get(section, {})
+        if key not in recorded:
+            raise NotRecorded(f"{section} of {key}")
+        return recorded[key]
 
     def machine(self) -> dict:
         return dict(self.evidence.data.get("machine") or {})

@@ -147,6 +147,7 @@ _KERNEL_FLAGS = {
     "key_rejected": re.compile(r"(Key was rejected by service|module with unavailable key|Required key not available)", re.I),
     "uvm_hmm_kaslr": re.compile(r"request_free_mem_region\(\) err", re.I),
     "gsp_timeout": re.compile(r"Timeout waiting for RPC from GSP|GSP Timeout", re.I),
+    "legacy_persistence": re.compile(r"NVRM: Persistence mode is deprecated", re.I),
 }
 
 
@@ -198,7 +199,7 @@ def _mib(value: str | None) -> int | None:
 
 def _flag(value: str | None):
     table = {"enabled": 1, "disabled": 0, "yes": True, "no": False, "active": True, "not active": False}
-    return table.get((value or "").lower(), {"error": f"N/A ({value})"} if value else {"error": "missing"})
+    return table.get((value or "").lower(), {"error": value or "missing"})
 
 
 def _throttle_mask(gpu) -> int | dict:
@@ -224,6 +225,14 @@ def _ecc_uncorrected(node) -> int | dict:
         values.append(_number(nested.text))
     known = [v for v in values if v is not None]
     return sum(known) if known else {"error": "N/A"}
+
+
+def _remapped_rows(gpu) -> list | dict:
+    """[correctable, uncorrectable, pending, failed] as NVML gives them, or not supported."""
+    if gpu.find("remapped_rows/remapped_row_pending") is None:
+        return {"error": _text(gpu, "remapped_rows") or "missing"}
+    return [_number(_text(gpu, "remapped_rows/remapped_row_corr")), _number(_text(gpu, "remapped_rows/remapped_row_unc")),
+            _flag(_text(gpu, "remapped_rows/remapped_row_pending")), _flag(_text(gpu, "remapped_rows/remapped_row_failure"))]
 
 
 def _smi_gpu(gpu, index: int) -> dict:
@@ -254,10 +263,7 @@ def _smi_gpu(gpu, index: int) -> dict:
         "ecc_uncorrected_volatile": _ecc_uncorrected(ecc.find("volatile") if ecc is not None else None),
         "ecc_uncorrected_aggregate": _ecc_uncorrected(ecc.find("aggregate") if ecc is not None else None),
         "retired_pages_pending": _flag(pending),
-        "remapped_rows": [_number(_text(gpu, "remapped_rows/remapped_row_corr")),
-                          _number(_text(gpu, "remapped_rows/remapped_row_unc")),
-                          _flag(_text(gpu, "remapped_rows/remapped_row_pending")),
-                          _flag(_text(gpu, "remapped_rows/remapped_row_failure"))],
+        "remapped_rows": _remapped_rows(gpu),
         "mig_mode": [_flag(_text(gpu, "mig_mode/current_mig")), _flag(_text(gpu, "mig_mode/pending_mig"))],
         "throttle_reasons": _throttle_mask(gpu),
         "fabric_state": _text(gpu, "fabric/state"),

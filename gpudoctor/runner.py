@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from gpudoctor.host import NotRecorded
 from gpudoctor.models import Result, Status, Verdict, skip
 from gpudoctor.plugin import Check, Collector
 from gpudoctor.plugins import Plugin
@@ -56,6 +57,7 @@ def collect(host: Any, jobs: list[tuple[Plugin, Collector]], timeout: float) -> 
                                   name=f"collect-{col.name}")
         thread.start()
     facts: dict[str, Any] = {}
+    unrecorded: dict[str, str] = {}
     errors: list[Result] = []
     timings: dict[str, float] = {}
     pending = {col.name: (plugin, col) for plugin, col in jobs}
@@ -79,11 +81,14 @@ def collect(host: Any, jobs: list[tuple[Plugin, Collector]], timeout: float) -> 
         timings[name] = time.monotonic() - started[name]
         if exc is None:
             facts[name] = value
+        elif isinstance(exc, NotRecorded):
+            unrecorded[name] = str(exc)
         else:
             errors.append(_error(f"{_area(plugin, col)}.collect_{name}", f"Collect {name}", plugin,
                                  f"collector '{name}' of plugin {plugin.name} raised {exc}", timings[name]))
     if errors:
         host.kill_children()
+    timings["not_recorded"] = unrecorded
     return facts, errors, timings
 
 
@@ -97,19 +102,22 @@ def _collect_one(host: Any, plugin: Plugin, col: Collector, done: queue.Queue) -
         value = col.func(host)
         if not isinstance(value, dict):
             raise TypeError(f"returned {type(value).__name__}, not a dict of facts")
+    except NotRecorded as exc:
+        done.put((col.name, None, exc))
     except Exception as exc:
         done.put((col.name, None, f"{type(exc).__name__}: {exc}"))
     else:
         done.put((col.name, value, None))
 
 
-def judge(plugin: Plugin, chk: Check, facts: dict) -> Result:
+def judge(plugin: Plugin, chk: Check, facts: dict, unrecorded: dict | None = None) -> Result:
     """Run one check on the facts; a missing required fact makes it a skip."""
     start = time.perf_counter()
     missing = [name for name in chk.needs if name not in facts]
     try:
         if missing:
-            verdict = skip(f"facts not collected: {', '.join(missing)}")
+            why = [f"{name} ({(unrecorded or {})[name]} not recorded)" if name in (unrecorded or {}) else name for name in missing]
+            verdict = skip(f"facts not collected: {', '.join(why)}")
         else:
             args = {name: facts.get(name) for name in chk.needs + chk.uses}
             verdict = chk.func(**args)
@@ -143,7 +151,8 @@ def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selectio
     jobs = [(p, c) for p in plugins for c in p.collectors if c.name in wanted]
     facts, errors, timings = collect(host, jobs, timeout)
     results.extend(errors)
-    results.extend(judge(plugin, chk, facts) for plugin, chk in chosen)
+    unrecorded = timings.pop("not_recorded")
+    results.extend(judge(plugin, chk, facts, unrecorded) for plugin, chk in chosen)
     order = {}
     for plugin in plugins:
         for chk in plugin.checks:
