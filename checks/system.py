@@ -53,25 +53,33 @@ def collect_storage(host) -> dict:
 
 @collector("modules")
 def collect_modules(host) -> dict:
-    """Loaded modules, nouveau blacklists, DKMS and the running kernel's headers."""
+    """Loaded modules, nouveau blacklists, DKMS and the kernels' headers; `unrecorded` names what replay lacks."""
     loaded = host.read("/proc/modules")
-    blacklist = []
+    facts = {"loaded": parse_modules(loaded.text) if loaded.ok else None, "loaded_error": loaded.error, "unrecorded": []}
+    try:
+        facts["nouveau_blacklisted_in"] = _nouveau_blacklists(host)
+    except NotRecorded:
+        facts["unrecorded"].append("blacklists")
+    try:
+        facts["dkms_modules"] = host.listdir("/var/lib/dkms")
+        facts["headers"] = {kernel: host.stat(f"/lib/modules/{kernel}/build") is not None
+                            for kernel in host.listdir("/lib/modules") or []}
+    except NotRecorded:
+        facts["unrecorded"].append("dkms")
+    return facts
+
+
+def _nouveau_blacklists(host) -> list[str]:
+    found = []
     for folder in MODPROBE_DIRS:
         for name in host.listdir(folder) or []:
             text = host.read(f"{folder}/{name}").text or "" if name.endswith(".conf") else ""
             if any(line.split()[:2] in (["blacklist", "nouveau"], ["install", "nouveau"]) for line in text.splitlines() if line.strip()):
-                blacklist.append(f"{folder}/{name}")
+                found.append(f"{folder}/{name}")
     cmdline = host.read("/proc/cmdline").text or ""
     if "modprobe.blacklist=nouveau" in cmdline or "rd.driver.blacklist=nouveau" in cmdline:
-        blacklist.append("/proc/cmdline")
-    return {
-        "loaded": parse_modules(loaded.text) if loaded.ok else None,
-        "loaded_error": loaded.error,
-        "nouveau_blacklisted_in": blacklist,
-        "dkms_modules": host.listdir("/var/lib/dkms"),
-        "headers": {kernel: host.stat(f"/lib/modules/{kernel}/build") is not None
-                    for kernel in host.listdir("/lib/modules") or []},
-    }
+        found.append("/proc/cmdline")
+    return found
 
 
 @collector("boot")
@@ -134,6 +142,8 @@ def kernel(os):
 
 @check("system.kernel_headers", "Kernel headers for DKMS", needs=("modules", "os"))
 def kernel_headers(modules, os):
+    if "dkms" in modules["unrecorded"]:
+        return skip("DKMS and the kernel headers were not recorded")
     dkms = [m for m in modules.get("dkms_modules") or [] if m.startswith("nvidia")]
     release = os["kernel"].get("release")
     if not dkms:
@@ -173,10 +183,12 @@ def nouveau(modules, os):
         return skip(f"/proc/modules is unreadable ({modules.get('loaded_error')}): this kernel may have no loadable modules")
     if "nouveau" in loaded:
         return fail("nouveau is loaded and holds the GPU, so the NVIDIA driver cannot bind to it", fix=blacklist)
-    if modules["nouveau_blacklisted_in"]:
+    if modules.get("nouveau_blacklisted_in"):
         return ok(f"nouveau is not loaded and is blacklisted ({', '.join(modules['nouveau_blacklisted_in'])})")
     if "nvidia" in loaded:
         return ok("nouveau is not loaded; the NVIDIA module owns the GPU")
+    if "blacklists" in modules["unrecorded"]:
+        return skip("nouveau is not loaded; whether it is blacklisted was not recorded")
     return warn("nouveau is not loaded now but not blacklisted either: it may claim the GPU at the next boot",
                 fix=blacklist)
 

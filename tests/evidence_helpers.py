@@ -1,0 +1,86 @@
+"""Replaying recorded evidence through the real runner, with small documented changes.
+
+Each scenario test starts from real evidence (a capture in fixtures/, or this machine's
+own, recorded by LiveHost) and changes only the answers its incident is about, quoting
+the real message people saw.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+
+from gpudoctor.host import Evidence, LiveHost, RecordedHost, command_key
+from gpudoctor.models import Result
+from gpudoctor.plugins import load_plugins
+from gpudoctor.runner import Selection, run_checks
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@functools.lru_cache(maxsize=None)
+def _fixture_data(name: str) -> dict:
+    return Evidence.from_dir(FIXTURES / name).to_dict()
+
+
+@functools.lru_cache(maxsize=None)
+def _live_data() -> dict:
+    host = LiveHost(timeout=20)
+    run_checks(load_plugins(external=False), host, Selection(), timeout=20)
+    return host.evidence.to_dict()
+
+
+def fixture(name: str) -> Evidence:
+    """A fresh copy of a capture's evidence."""
+    return Evidence(copy.deepcopy(_fixture_data(name)))
+
+
+def this_machine() -> Evidence:
+    """What LiveHost recorded on the machine running the tests (once per session)."""
+    return Evidence(copy.deepcopy(_live_data()))
+
+
+def judge(evidence: Evidence, check_id: str) -> Result:
+    """Run the checks a selection needs on replayed evidence; return the one asked for."""
+    results, _, _ = run_checks(load_plugins(external=False), RecordedHost(evidence),
+                               Selection(only=frozenset({check_id})))
+    return next(r for r in results if r.id == check_id)
+
+
+def judge_all(evidence: Evidence) -> dict[str, Result]:
+    results, _, _ = run_checks(load_plugins(external=False), RecordedHost(evidence))
+    return {r.id: r for r in results}
+
+
+def command(evidence: Evidence, argv: str, rc: int | None = 0, stdout: str = "", stderr: str = "",
+            error: str | None = None, duration_s: float = 0.1) -> None:
+    evidence.data["commands"][command_key(argv.split())] = {
+        "rc": rc, "stdout": stdout, "stderr": stderr, "error": error, "duration_s": duration_s}
+
+
+def file(evidence: Evidence, path: str, text: str | None = None, error: str | None = None) -> None:
+    evidence.data["files"][path] = {"text": text} if text is not None else {"error": error or "absent"}
+
+
+def listdir(evidence: Evidence, path: str, entries: list[str] | None) -> None:
+    evidence.data["listdirs"][path] = entries
+
+
+def stat(evidence: Evidence, path: str, **info) -> None:
+    base = {"mode": "0o666", "kind": "char", "uid": 0, "gid": 0, "group": "root", "readable": True, "writable": True}
+    evidence.data["stats"][path] = None if info.get("absent") else {**base, **info}
+
+
+def disk(evidence: Evidence, path: str, total: int, free: int) -> None:
+    evidence.data["disk_usage"][path] = {"total": total, "free": free}
+
+
+def nvml_device(evidence: Evidence, index: int = 0, **fields) -> dict:
+    device = evidence.data["nvml"]["devices"][index]
+    device.update(fields)
+    return device
+
+
+def env(evidence: Evidence, **variables) -> None:
+    evidence.data["env"].update(variables)
