@@ -1,0 +1,163 @@
+"""The command line as users and scripts drive it: exit codes, one-line errors, JSON, Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import psutil
+import pytest
+
+import gpudoctor
+from gpudoctor import cli
+
+EXPECTED_IDS = [
+    "system.os", "system.kernel", "system.kernel_headers", "system.secure_boot", "system.nouveau", "system.glibc",
+    "system.resources", "system.disk", "system.shm", "system.container",
+    "driver.loaded", "driver.module_flavor", "driver.nvml_matches_kernel", "driver.nvidia_smi", "driver.device_nodes",
+    "driver.uvm", "driver.persistence", "driver.fabric_manager",
+    "gpu.visible", "gpu.inventory", "gpu.ecc", "gpu.memory_health", "gpu.xid", "gpu.pcie_link", "gpu.thermal", "gpu.mig",
+    "gpu.compute_mode", "gpu.processes", "gpu.visible_devices",
+]
+SCHEMA = json.loads((Path(gpudoctor.__file__).parent / "schema.json").read_text())
+ANSI = "\x1b["
+
+
+def gpudoctor_cmd(*args, env=None, timeout=60, cwd=None):
+    return subprocess.run([sys.executable, "-m", "gpudoctor", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd)
+
+
+def one_line_error(proc, words):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpudoctor: error:") and words in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_version():
+    proc = gpudoctor_cmd("--version")
+    assert (proc.returncode, proc.stdout) == (0, f"gpudoctor {gpudoctor.__version__}\n")
+
+
+def test_help_documents_the_exit_codes():
+    proc = gpudoctor_cmd("--help")
+    assert proc.returncode == 0 and "3 gpudoctor itself broke" in " ".join(proc.stdout.split())
+
+
+@pytest.mark.parametrize("args, words", [
+    (["check", "--only", "no.such.check"], "unknown check id or area: no.such.check"),
+    (["check", "--skip", "gpu,nope"], "unknown check id or area: nope"),
+    (["check", "--timeout", "abc"], "'abc' is not a valid float"),
+    (["check", "--timeout", "0"], "--timeout"),
+    (["check", "--format", "xml"], "'xml' is not one of"),
+    (["check", "-o", "/no/such/dir/node.json"], "/no/such/dir/node.json"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, words):
+    one_line_error(gpudoctor_cmd(*args), words)
+
+
+def test_unwritable_output_file_is_refused_before_collecting(tmp_path):
+    target = tmp_path / "ro"
+    target.mkdir()
+    target.chmod(0o500)
+    proc = gpudoctor_cmd("check", "-o", str(target / "node.json"))
+    if os.geteuid() == 0:
+        assert proc.returncode in (0, 1)  # root writes anywhere; the refusal is for ordinary users
+    else:
+        one_line_error(proc, "cannot write")
+
+
+def test_json_to_a_file_follows_the_schema_and_matches_the_exit_code(tmp_path):
+    out = tmp_path / "node.json"
+    proc = gpudoctor_cmd("check", "--format", "json", "-o", str(out))
+    document = json.loads(out.read_text())
+    jsonschema.validate(document, SCHEMA)
+    assert document["exit_code"] == proc.returncode and proc.stdout == ""
+    assert sum(document["summary"].values()) == len(document["results"])
+    assert {"os", "driver", "nvml", "machine"} <= set(document["facts"])
+
+
+def test_only_and_skip_select_by_id_or_area():
+    only = json.loads(gpudoctor_cmd("check", "--format", "json", "--only", "system,gpu.xid").stdout)
+    assert {r["area"] for r in only["results"]} == {"system", "gpu"}
+    assert [r["id"] for r in only["results"] if r["area"] == "gpu"] == ["gpu.xid"]
+    skipped = json.loads(gpudoctor_cmd("check", "--format", "json", "--skip", "driver", "--skip", "gpu", "--no-smoke").stdout)
+    assert {r["area"] for r in skipped["results"]} == {"system"}
+
+
+def test_plain_text_when_piped_or_no_color():
+    proc = gpudoctor_cmd("check", "-v", env={**os.environ, "NO_COLOR": "1"})
+    assert ANSI not in proc.stdout and "✓ system" in proc.stdout and "exit code" in proc.stdout
+
+
+def test_list_shows_every_check_with_its_distribution():
+    proc = gpudoctor_cmd("list")
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    ids = [row[0] for row in rows]
+    assert proc.returncode == 0 and ids == EXPECTED_IDS
+    assert all(row[-1] == "[gpudoctor]" for row in rows)
+    listed = json.loads(gpudoctor_cmd("list", "--format", "json").stdout)
+    assert [r["id"] for r in listed] == ids
+
+
+def fake_nvidia_smi(tmp_path):
+    """An `nvidia-smi` that hangs, as the real one does on a GPU that fell off the bus."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\necho $$ > {tmp_path}/pid\nexec sleep 60\n")
+    script.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def hung_smi_alive(tmp_path) -> bool:
+    try:
+        return psutil.Process(int((tmp_path / "pid").read_text())).status() != psutil.STATUS_ZOMBIE
+    except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
+        return False
+
+
+def test_a_hung_nvidia_smi_costs_only_the_timeout(tmp_path):
+    start = time.monotonic()
+    proc = gpudoctor_cmd("check", "--format", "json", "--timeout", "1", env=fake_nvidia_smi(tmp_path))
+    took = time.monotonic() - start
+    facts = json.loads(proc.stdout)["facts"]
+    assert facts["nvidia_smi"]["error"] == "timed out" and took < 6
+    assert not hung_smi_alive(tmp_path)
+
+
+def test_ctrl_c_stops_everything_and_exits_130(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "gpudoctor", "check", "--timeout", "30"], env=fake_nvidia_smi(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not hung_smi_alive(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hung_smi_alive(tmp_path), "the fake nvidia-smi never started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=5)
+    assert proc.returncode == 130 and err.strip() == "gpudoctor: interrupted" and "Traceback" not in err
+    time.sleep(0.2)
+    assert not hung_smi_alive(tmp_path), "Ctrl-C must kill the commands gpudoctor started"
+
+
+def test_gpudoctors_own_bug_exits_3_with_one_line(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'items'")
+
+    monkeypatch.setattr("gpudoctor.runner.run_checks", broken)
+    assert cli.main(["check"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error" in err[0] and "bug in gpudoctor" in err[0]
+
+
+def test_strict_turns_warnings_into_exit_1():
+    from gpudoctor.models import Result, Run, Status
+
+    run = Run([Result("gpu.mig", "MIG", Status.WARN, "on", fix="off")], {}, "now", 0.1, "host")
+    assert (run.exit_code(), run.exit_code(strict=True)) == (0, 1)

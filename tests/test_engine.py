@@ -1,0 +1,158 @@
+"""The engine: plugins by entry point, failures as data, deadlines, and the live command runner."""
+
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from gpudoctor.host import LiveHost, RecordedHost, Evidence, TIMED_OUT, NOT_FOUND
+from gpudoctor.models import Status, Verdict, fail, ok, warn
+from gpudoctor.plugins import BUILTIN, load_plugins
+from gpudoctor.runner import Selection, run_checks, unknown_names
+
+PLUGIN = '''
+import time
+from gpudoctor.plugin import check, collector, fail, ok, warn
+
+@collector("acme_site")
+def site(host):
+    return {"scratch": host.read("/proc/self/status").ok}
+
+@collector("acme_broken")
+def broken(host):
+    raise RuntimeError("disk on fire")
+
+@collector("acme_slow", timeout=0.3)
+def slow(host):
+    return {"result": host.run(["sleep", "30"], timeout=60).rc}
+
+@check("acme.scratch", "Scratch mounted", needs=("acme_site",))
+def scratch(acme_site):
+    return ok("scratch is there") if acme_site["scratch"] else fail("no scratch", fix="mount it")
+
+@check("acme.crash", "A check with a bug", needs=("acme_site",))
+def crash(acme_site):
+    return acme_site["missing"]
+
+@check("acme.needs_broken", "Depends on a broken collector", needs=("acme_broken",))
+def needs_broken(acme_broken):
+    return ok("never")
+
+@check("acme.slow", "Depends on a hung collector", needs=("acme_slow",))
+def slow_check(acme_slow):
+    return ok("never")
+
+@check("acme.wrong_type", "Returns the wrong thing", uses=("os",))
+def wrong_type(os):
+    return "fine"
+'''
+
+
+def install_fake_distribution(tmp_path, monkeypatch, name, module, source):
+    """A plugin distribution as pip leaves it: the module and a dist-info with entry_points.txt."""
+    (tmp_path / f"{module}.py").write_text(source)
+    info = tmp_path / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[gpudoctor.checks]\n{module} = {module}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+
+
+def wait_gone(match, seconds: float = 3.0) -> bool:
+    """True once no live (non-zombie) process matches; PID 1 here may never reap zombies."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = []
+        for proc in psutil.process_iter():
+            try:
+                if match(proc) and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.Error:
+                continue
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_builtins_are_listed_once_and_load_as_plugins():
+    plugins = load_plugins(external=False)
+    assert [p.name for p in plugins] == [b.rsplit(".", 1)[1] for b in BUILTIN] == ["system", "driver", "gpu"]
+    ids = [c.id for p in plugins for c in p.checks]
+    assert len(ids) == len(set(ids)) and all(p.distribution == "gpudoctor" for p in plugins)
+
+
+def test_third_party_plugin_runs_like_a_builtin_and_its_failures_are_results(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "acme-gpudoctor-checks", "acme_checks", PLUGIN)
+    plugins = load_plugins()
+    acme = [p for p in plugins if p.name == "acme_checks"][0]
+    assert acme.distribution == "acme-gpudoctor-checks" and len(acme.checks) == 5
+    start = time.monotonic()
+    host = LiveHost(timeout=5)
+    results, facts, _ = run_checks(plugins, host, Selection(only=frozenset({"acme"})), timeout=5)
+    took = time.monotonic() - start
+    by_id = {r.id: r for r in results}
+    assert by_id["acme.scratch"].status == Status.PASS and by_id["acme.scratch"].plugin == "acme-gpudoctor-checks"
+    assert by_id["acme.crash"].status == Status.ERROR and "KeyError" in by_id["acme.crash"].summary
+    assert by_id["acme.collect_acme_broken"].status == Status.ERROR and "disk on fire" in by_id["acme.collect_acme_broken"].summary
+    assert by_id["acme.needs_broken"].status == Status.SKIP
+    assert "did not finish within 0.3 s" in by_id["acme.collect_acme_slow"].summary
+    assert by_id["acme.wrong_type"].status == Status.ERROR and "not a Verdict" in by_id["acme.wrong_type"].summary
+    assert took < 3, "a hung collector must cost only its deadline"
+    assert wait_gone(lambda p: p.cmdline() == ["sleep", "30"]), "the hung command was killed"
+
+
+def test_plugin_that_fails_to_import_names_its_distribution(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "broken-gpudoctor-plugin", "broken_plugin", "import no_such_module\n")
+    results, _, _ = run_checks(load_plugins(), RecordedHost(Evidence()), Selection(only=frozenset({"system.glibc"})))
+    error = [r for r in results if r.id == "plugin.broken_plugin"][0]
+    assert error.status == Status.ERROR and "broken-gpudoctor-plugin" in error.summary and "no_such_module" in error.summary
+
+
+def test_duplicate_ids_and_unknown_names(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "dup-plugin", "dup_plugin", textwrap.dedent('''
+        from gpudoctor.plugin import check, ok
+        @check("system.os", "Shadowing a built-in")
+        def again():
+            return ok("mine")
+        '''))
+    plugins = load_plugins()
+    results, _, _ = run_checks(plugins, RecordedHost(Evidence()), Selection(only=frozenset({"system.os"})))
+    assert any(r.status == Status.ERROR and "duplicate check id system.os" in r.summary for r in results)
+    assert unknown_names(plugins, ["gpu", "system.os", "no.such.check", "nope"]) == ["no.such.check", "nope"]
+
+
+def test_verdicts_refuse_a_problem_without_a_fix():
+    with pytest.raises(ValueError):
+        warn("something is off", fix="")
+    with pytest.raises(ValueError):
+        fail("", fix="x")
+    assert ok("fine").status == Status.PASS and isinstance(ok("fine"), Verdict)
+
+
+def test_live_host_runs_without_shell_under_c_locale_and_kills_on_timeout():
+    host = LiveHost(timeout=5)
+    result = host.run(["sh", "-c", "echo $LC_ALL; echo oops >&2; exit 3"])
+    assert (result.rc, result.stdout, result.stderr) == (3, "C\n", "oops\n")
+    start = time.monotonic()
+    hung = host.run(["sh", "-c", "sleep 30 & echo $!; wait"], timeout=0.5)
+    assert hung.error == TIMED_OUT and hung.rc is None and time.monotonic() - start < 3
+    grandchild = int(hung.stdout.split()[0])
+    assert wait_gone(lambda p: p.pid == grandchild), "its whole process group was killed, grandchildren too"
+    assert host.run(["no-such-command-anywhere"]).error == NOT_FOUND
+    assert [c["rc"] for c in host.evidence.data["commands"].values()] == [3, None, None]
+
+
+def test_live_host_records_files_and_nvml_and_replays_them(tmp_path):
+    (tmp_path / "version").write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04\n")
+    host = LiveHost()
+    assert host.read(str(tmp_path / "version")).ok and host.read("/no/such/file").error == "absent"
+    nvml = host.nvml(timeout=20)
+    assert "error" in nvml or "devices" in nvml
+    replay = RecordedHost(Evidence(host.evidence.to_dict()))
+    assert replay.read(str(tmp_path / "version")).text.startswith("NVRM version")
+    assert replay.read("/no/such/file").error == "absent" and replay.read("/never/asked").error == "not recorded"
+    assert replay.nvml() == nvml

@@ -1,0 +1,222 @@
+"""The gpu area on three real machines (H200, 8×V100S in training, GTX 1050 laptop) and incidents."""
+
+import pytest
+
+from evidence_helpers import command, env, file, fixture, judge, judge_all, listdir, nvml_device, stat, this_machine
+
+GIB = 1 << 30
+XID_79 = "[81234.5] NVRM: Xid (PCI:0000:00:06): 79, pid=0, GPU has fallen off the bus.\n"  # NVIDIA/open-gpu-kernel-modules#507
+XID_31 = ("[9.2] NVRM: Xid (PCI:0000:00:06): 31, Ch 0000003b, intr 10000000. MMU Fault: ENGINE GRAPHICS "
+          "HUBCLIENT_SCC faulted @ 0x0_04687000. Fault is of type FAULT_PDE ACCESS_TYPE_READ\n")
+
+
+def h200():
+    return fixture("h200-2026-11-26")
+
+
+def test_the_h200_capture_is_healthy():
+    results = judge_all(h200())
+    assert not [r.id for r in results.values() if r.status.value in ("fail", "error")]
+    assert sorted(r.id for r in results.values() if r.status.value == "warn") == ["driver.persistence"]
+    gpu = {k: v for k, v in results.items() if k.startswith("gpu.")}
+    assert all(r.status.value == "pass" for r in gpu.values()), {k: v.summary for k, v in gpu.items()}
+    assert gpu["gpu.inventory"].details == ("GPU0 (0000:00:06.0): NVIDIA H200, 140.4 GiB, sm_90",)
+
+
+def test_no_driver_makes_gpu_checks_skip_with_the_reason():
+    ev = this_machine()
+    file(ev, "/proc/driver/nvidia/version", error="absent")
+    results = judge_all(ev)
+    gpu = [r for r in results.values() if r.area == "gpu"]
+    assert gpu and all(r.status.value == "skip" and "driver.loaded" in r.summary for r in gpu)
+
+
+# gpu.visible ----------------------------------------------------------------------------------
+def test_a_gpu_on_the_bus_that_the_driver_did_not_claim():
+    ev = h200()
+    listdir(ev, "/sys/bus/pci/devices", ["0000:00:06.0", "0000:00:07.0"])
+    for bdf in ("0000:00:06.0", "0000:00:07.0"):
+        file(ev, f"/sys/bus/pci/devices/{bdf}/vendor", "0x10de\n")
+        file(ev, f"/sys/bus/pci/devices/{bdf}/class", "0x030200\n")
+    result = judge(ev, "gpu.visible")
+    assert result.status.value == "fail" and "unclaimed: 0000:00:07.0" in result.summary
+    assert "lspci -k -s 0000:00:07.0" in result.fix
+
+
+def test_a_gpu_the_driver_knows_but_nvml_lost():
+    ev = h200()
+    ev.data["nvml"]["devices"] = [{"index": 0, "error": "NVMLError_GpuIsLost: GPU is lost", "code": 15}]
+    result = judge(ev, "gpu.visible")
+    assert result.status.value == "fail" and "fallen off the bus" in result.summary and "sudo reboot" in result.fix
+
+
+def test_all_gpus_visible():
+    assert judge(h200(), "gpu.visible").summary == "1 GPU(s): 1 claimed by the driver, 1 answering NVML"
+
+
+# gpu.ecc and gpu.memory_health ----------------------------------------------------------------
+def test_uncorrected_ecc_errors_since_reset():
+    ev = h200()
+    nvml_device(ev, ecc_uncorrected_volatile=2, ecc_uncorrected_aggregate=2)
+    result = judge(ev, "gpu.ecc")
+    assert result.status.value == "fail" and "sudo nvidia-smi -r -i 0" in result.fix and "dcgmi diag -r 3" in result.fix
+
+
+def test_ecc_turned_off_and_ecc_history():
+    ev = h200()
+    nvml_device(ev, ecc_mode=[0, 0])
+    assert judge(ev, "gpu.ecc").fix == "sudo nvidia-smi -i 0 -e 1 && sudo reboot"
+    ev = h200()
+    nvml_device(ev, ecc_uncorrected_aggregate=3)
+    result = judge(ev, "gpu.ecc")
+    assert result.status.value == "warn" and "ROW_REMAPPER" in result.fix
+
+
+def test_ecc_on_real_machines():
+    assert judge(fixture("v100s-8gpu-training-460"), "gpu.ecc").summary == "ECC on, no uncorrected errors on 8 GPU(s)"
+    assert "not supported" in judge(fixture("gtx1050-laptop-515"), "gpu.ecc").summary
+
+
+@pytest.mark.parametrize("rows, retired, words", [
+    ([0, 1, 0, 1], {"error": "NVMLError_NotSupported: Not Supported"}, "RMA"),
+    ([0, 1, 1, 0], {"error": "NVMLError_NotSupported: Not Supported"}, "sudo nvidia-smi -r -i 0"),
+    ({"error": "NVMLError_NotSupported: Not Supported"}, 1, "sudo nvidia-smi -r -i 0"),
+])
+def test_row_remap_and_page_retirement_states(rows, retired, words):
+    ev = h200()
+    nvml_device(ev, remapped_rows=rows, retired_pages_pending=retired)
+    result = judge(ev, "gpu.memory_health")
+    assert result.status.value == "fail" and words in result.fix
+
+
+def test_memory_health_on_real_machines():
+    assert judge(h200(), "gpu.memory_health").status.value == "pass"
+    assert "not reported" in judge(fixture("gtx1050-laptop-515"), "gpu.memory_health").summary
+
+
+# gpu.xid --------------------------------------------------------------------------------------
+def test_xid_79_fails_with_its_action():
+    ev = h200()
+    command(ev, "dmesg", stdout=ev.data["commands"]["dmesg"]["stdout"] + XID_79)
+    result = judge(ev, "gpu.xid")
+    assert result.status.value == "fail" and "Xid 79 × 1 on 0000:00:06" in result.details[0]
+    assert "Reboot" in result.fix
+
+
+def test_application_xid_is_a_warning():
+    ev = h200()
+    command(ev, "dmesg", stdout=XID_31)
+    result = judge(ev, "gpu.xid")
+    assert result.status.value == "warn" and "compute-sanitizer" in result.fix
+
+
+def test_unknown_xid_points_at_the_catalog():
+    ev = h200()
+    command(ev, "dmesg", stdout="NVRM: Xid (PCI:0000:00:06): 999, something new\n")
+    assert "analyzing-xid-catalog" in judge(ev, "gpu.xid").fix
+
+
+def test_kernel_log_restricted_to_root():
+    ev = h200()
+    command(ev, "dmesg", rc=1, stderr="dmesg: read kernel buffer failed: Operation not permitted\n")
+    file(ev, "/proc/sys/kernel/dmesg_restrict", "1\n")
+    result = judge(ev, "gpu.xid")
+    assert result.status.value == "skip" and "dmesg_restrict=1" in result.summary
+    assert any("sudo dmesg" in line for line in result.details)
+
+
+# gpu.pcie_link --------------------------------------------------------------------------------
+def test_pcie_width_below_capability_on_the_laptop():
+    result = judge(fixture("gtx1050-laptop-515"), "gpu.pcie_link")
+    assert result.status.value == "warn" and result.details == ("GPU0 (0000:01:00.0): Gen3 x8, capable of Gen3 x16",)
+    assert "pcie.link.gen.current" in result.fix
+
+
+def test_idle_gpu_trains_its_link_down_without_a_warning():
+    ev = h200()
+    nvml_device(ev, pcie_gen_cur=1)
+    result = judge(ev, "gpu.pcie_link")
+    assert result.status.value == "pass" and "idle" in result.summary
+    nvml_device(ev, throttle_reasons=0, performance_state=0)
+    assert judge(ev, "gpu.pcie_link").status.value == "warn"
+
+
+# gpu.thermal ----------------------------------------------------------------------------------
+def test_hardware_slowdown_is_reported():
+    ev = h200()
+    nvml_device(ev, throttle_reasons=0x4 | 0x40, temperature_gpu=88)
+    result = judge(ev, "gpu.thermal")
+    assert result.status.value == "warn" and "HW thermal slowdown" in result.details[0]
+    assert "nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER" in result.fix
+
+
+def test_sw_power_cap_under_load_is_normal():
+    assert judge(fixture("v100s-8gpu-training-460"), "gpu.thermal").summary == "no thermal or power throttling; hottest GPU 66 °C"
+
+
+# gpu.mig, gpu.compute_mode --------------------------------------------------------------------
+def test_mig_on_or_pending():
+    ev = h200()
+    nvml_device(ev, mig_mode=[1, 1])
+    result = judge(ev, "gpu.mig")
+    assert result.status.value == "warn" and "sudo nvidia-smi -i 0 -mig 0" in result.fix and "MIG-<uuid>" in result.fix
+    nvml_device(ev, mig_mode=[0, 1])
+    assert judge(ev, "gpu.mig").fix == "sudo nvidia-smi -r -i 0   # or reboot"
+
+
+@pytest.mark.parametrize("mode, status", [(2, "fail"), (3, "warn")])
+def test_compute_mode_keeps_processes_out(mode, status):
+    ev = h200()
+    nvml_device(ev, compute_mode=mode)
+    result = judge(ev, "gpu.compute_mode")
+    assert result.status.value == status and result.fix == "sudo nvidia-smi -i 0 -c DEFAULT"
+
+
+# gpu.processes --------------------------------------------------------------------------------
+def test_a_training_job_holds_every_v100():
+    result = judge(fixture("v100s-8gpu-training-460"), "gpu.processes")
+    assert result.status.value == "warn" and "8 of 8" in result.summary
+    assert result.fix.splitlines()[0] == "kill 37305   # if they are yours and stale"
+
+
+def test_memory_held_by_another_container_and_idle_gpus():
+    ev = h200()
+    nvml_device(ev, memory={"total": 150754820096, "free": 30 * GIB, "used": 110 * GIB})
+    result = judge(ev, "gpu.processes")
+    assert result.status.value == "warn" and "cannot see" in result.details[0] and "fuser" in result.fix
+    assert "no other process" in judge(fixture("gtx1050-laptop-515"), "gpu.processes").summary
+
+
+# gpu.visible_devices --------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ["", "-1"])
+def test_cuda_visible_devices_hiding_every_gpu(value):
+    # the capture's own probes/torch-cuda-visible-devices-empty.txt: PyTorch says nothing, sees no GPU
+    ev = h200()
+    env(ev, CUDA_VISIBLE_DEVICES=value)
+    result = judge(ev, "gpu.visible_devices")
+    assert result.status.value == "fail" and result.fix.startswith("unset CUDA_VISIBLE_DEVICES")
+
+
+def test_cuda_visible_devices_naming_a_missing_gpu():
+    ev = fixture("v100s-8gpu-training-460")
+    env(ev, CUDA_VISIBLE_DEVICES="7,8")  # scripts hard-coding an index: sherdencooper/GPTFuzz PR#5
+    result = judge(ev, "gpu.visible_devices")
+    assert result.status.value == "fail" and "names 8" in result.summary
+    assert result.fix.startswith("export CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7")
+
+
+def test_cuda_visible_devices_subset_and_uuid():
+    ev = fixture("v100s-8gpu-training-460")
+    env(ev, CUDA_VISIBLE_DEVICES="GPU-76098dc1,3")
+    result = judge(ev, "gpu.visible_devices")
+    assert result.status.value == "pass" and "2 of 8" in result.summary and "CUDA_DEVICE_ORDER=PCI_BUS_ID" in result.summary
+
+
+def test_container_given_no_gpu_by_the_runtime():
+    ev = h200()
+    env(ev, NVIDIA_VISIBLE_DEVICES="void")
+    stat(ev, "/.dockerenv", kind="file")
+    for path in ("/run/.containerenv", "/dev/dxg"):
+        stat(ev, path, absent=True)
+    file(ev, "/proc/1/cgroup", "0::/\n")
+    assert "docker run --gpus all" in judge(ev, "gpu.visible_devices").fix
