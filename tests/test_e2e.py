@@ -1,0 +1,43 @@
+"""The installed `gpudoctor check` on the machine running the tests, judged as its user would."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gpudoctor import fixes
+
+
+def installed_gpudoctor() -> str:
+    beside = Path(sys.executable).parent / "gpudoctor"
+    return str(beside) if beside.exists() else shutil.which("gpudoctor")
+
+
+def test_installed_check_on_this_machine():
+    start = time.monotonic()
+    proc = subprocess.run([installed_gpudoctor(), "check", "--format", "json"], capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - start
+    document = json.loads(proc.stdout)
+    results = {r["id"]: r for r in document["results"]}
+    assert proc.stderr == "" and took < 10
+    assert not [r for r in results.values() if r["status"] == "error"], "no check may crash on a real machine"
+    assert all(r["fix"] for r in results.values() if r["status"] in ("warn", "fail"))
+    os_facts = document["facts"]["os"]
+    if not Path("/proc/driver/nvidia/version").exists():  # this development machine: toolkit, no driver
+        assert proc.returncode == 1 == document["exit_code"]
+        assert results["driver.loaded"]["status"] == "fail"
+        assert fixes.install(os_facts, "nvidia-open") in results["driver.loaded"]["fix"]
+        assert all(r["status"] == "skip" for i, r in results.items() if i.startswith("gpu."))
+    else:
+        assert results["driver.loaded"]["status"] == "pass"
+
+
+def test_installed_check_prints_a_readable_verdict():
+    proc = subprocess.run([installed_gpudoctor(), "check"], capture_output=True, text=True, timeout=120)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("gpudoctor ") and any(line.startswith("✓ system") for line in lines)
+    assert lines[-1].endswith(f"exit code {proc.returncode}") and "Traceback" not in proc.stdout + proc.stderr
+    if proc.returncode == 1:
+        assert any(line.strip() == "Fix:" for line in lines)
