@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from packaging.version import InvalidVersion, Version
+
 from gpudoctor import fixes, kb
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import os_from_lsb, os_from_release, parse_glibc, parse_modules, parse_os_release, parse_uname
@@ -198,8 +200,11 @@ def glibc(machine):
     version = machine.get("glibc")
     if not version:
         return skip(f"`ldd --version` gave no glibc version ({machine.get('glibc_error') or 'musl, or no ldd'})")
-    major, minor = (int(x) for x in version.split(".")[:2])
-    if (major, minor) < (2, 28):
+    try:
+        old = Version(version) < Version("2.28")
+    except InvalidVersion:
+        return skip(f"glibc reports an unreadable version {version!r}")
+    if old:
         return warn(f"glibc {version} is older than 2.28: current PyTorch, JAX and TensorFlow wheels (manylinux_2_28) will not install",
                     fix="Upgrade to a distribution with glibc 2.28 or newer (RHEL 8+, Ubuntu 20.04+, Debian 10+)")
     return ok(f"glibc {version}")
