@@ -94,7 +94,7 @@ def loaded(driver, os, container, pci, nvidia_smi, nvml):
     if (container or {}).get("wsl") or (os or {}).get("wsl"):
         if nvidia_smi and nvidia_smi.get("parsed"):
             return ok(f"WSL2 uses the Windows driver {nvidia_smi['parsed'].get('driver_version')}")
-        return fail("WSL2 sees no NVIDIA driver", fix="Install or update the NVIDIA driver on Windows (not inside WSL), then run `wsl --shutdown`")
+        return fail("WSL2 sees no NVIDIA driver", fix="# install or update the NVIDIA driver on Windows, never a Linux driver inside WSL; then, in Windows:\nwsl --shutdown")
     if driver["loaded"]:
         flavour = {True: "open", False: "proprietary"}.get(driver["open"], "unknown")
         return ok(f"NVIDIA driver {driver['version']} is loaded ({flavour} kernel module)")
@@ -105,8 +105,9 @@ def loaded(driver, os, container, pci, nvidia_smi, nvml):
     if pci and pci.get("gpus") is not None and not nvidia_on_bus:
         summary += " and no NVIDIA GPU is on the PCI bus"
     if kind:
-        return fail(summary, fix=f"This is a {kind} container: install the driver on the host, not here; on the host:\n{install}\n"
-                                 "then start this container with GPUs: docker run --gpus all ...   (Kubernetes: the NVIDIA device plugin)")
+        return fail(summary, fix=f"# this is a {kind} container: the driver belongs on the host, not here. On the host:\n{install}\n"
+                                 "# then start the container with its GPUs (Kubernetes: install the NVIDIA device plugin):\n"
+                                 "docker run --gpus all ...")
     return fail(summary, fix=install)
 
 
@@ -155,7 +156,8 @@ def nvml_matches_kernel(driver, nvml, nvidia_smi, kernel_log, os):
                         f"{fixes.hold_driver(os)}   # keep unattended upgrades from doing it again")
     if error.get("code") == 12:
         return fail(f"libnvidia-ml (NVML) is not installed beside kernel module {module}",
-                    fix=f"Install the driver's user-space libraries for {module}:\n{fixes.install_driver(os, _arch(os), bool(driver['open']))}")
+                    fix=f"# install the driver's user-space libraries, matching module {module}:\n"
+                        f"{fixes.install_driver(os, _arch(os), bool(driver['open']))}")
     if error:
         return skip(f"NVML could not start: {error.get('message')}")
     return ok(f"NVML library {library or nvml.get('driver_version')} matches kernel module {module}")
@@ -164,11 +166,11 @@ def nvml_matches_kernel(driver, nvml, nvidia_smi, kernel_log, os):
 _SMI_FIXES = {
     "no_permission": "sudo usermod -aG video $USER   # then log out and in; see driver.device_nodes",
     "no_devices": "sudo dmesg | grep -i -E 'NVRM|RmInitAdapter'   # why the GPU did not initialise\n"
-                  "Blackwell GPUs need the open module (driver.module_flavor); enable Above 4G decoding and Resizable BAR in the BIOS",
+                  "# Blackwell GPUs need the open module (driver.module_flavor); enable Above 4G decoding and Resizable BAR in the BIOS",
     "gpu_lost": "sudo reboot   # a GPU that fell off the bus rarely recovers without one; then check power, cooling and seating",
-    "inforom_corrupt": "The GPU's infoROM is corrupt: collect `sudo nvidia-bug-report.sh` and contact the vendor (RMA)",
-    "nvml_unknown_error": "On the host: sudo nvidia-ctk system create-dev-char-symlinks --create-all\n"
-                          "then restart this container (systemd reloads dropped its device access)",
+    "inforom_corrupt": "sudo nvidia-bug-report.sh   # the GPU's infoROM is corrupt: send this to the vendor for an RMA",
+    "nvml_unknown_error": "# on the host, then restart this container (a systemd reload dropped its device access):\n"
+                          "sudo nvidia-ctk system create-dev-char-symlinks --create-all",
     "driver_not_loaded": "sudo modprobe nvidia   # and read its error; `sudo dmesg | grep -i nvrm` tells why it failed",
 }
 
@@ -205,8 +207,9 @@ def device_nodes(devices, driver, container, os):
     if "/dev/nvidiactl" not in nodes or not gpus:
         if kind:
             return fail(f"no /dev/nvidia* GPU nodes in this {kind} container: it was started without GPUs",
-                        fix="docker run --gpus all ...   (Podman: --device nvidia.com/gpu=all after "
-                            "`sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`; Kubernetes: request nvidia.com/gpu)")
+                        fix="docker run --gpus all ...\n"
+                            "# Podman: sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml, then --device nvidia.com/gpu=all\n"
+                            "# Kubernetes: request nvidia.com/gpu in the pod's resources.limits")
         return fail("the driver is loaded but /dev/nvidiactl or /dev/nvidia0 is missing",
                     fix=f"{fixes.install(os, 'nvidia-modprobe')}\nsudo nvidia-modprobe -c 0 -u   # creates the nodes")
     denied = [p for p, info in nodes.items() if not (info.get("readable") and info.get("writable"))]
@@ -215,8 +218,9 @@ def device_nodes(devices, driver, container, os):
         user = devices.get("user", {}).get("name", "$USER")
         return fail(f"{user} cannot open {', '.join(denied)} (mode {nodes[denied[0]].get('mode')}, group {group})",
                     fix=f"sudo usermod -aG {group} {user}   # then log out and back in\n"
-                        "or let everyone use them: echo 'options nvidia NVreg_DeviceFileMode=0666' | sudo tee /etc/modprobe.d/nvidia-perms.conf "
-                        f"&& {fixes.rebuild_initramfs(os)} && sudo reboot")
+                        "# or let every user open them:\n"
+                        "echo 'options nvidia NVreg_DeviceFileMode=0666' | sudo tee /etc/modprobe.d/nvidia-perms.conf\n"
+                        f"{fixes.rebuild_initramfs(os)}\nsudo reboot")
     return ok(f"{len(gpus)} GPU node(s) and /dev/nvidiactl are readable and writable by this user")
 
 
@@ -255,7 +259,7 @@ def persistence(driver, nvml, nvidia_smi, services, kernel_log):
         return warn(f"persistence mode is on for all {len(devices)} GPU(s), but through the legacy `nvidia-smi -pm 1`, "
                     "which the driver says is deprecated and will be removed",
                     fix="sudo systemctl enable --now nvidia-persistenced\n"
-                        "and drop `nvidia-smi -pm 1` from the boot scripts that run it", details=[legacy])
+                        "# and remove `nvidia-smi -pm 1` from the boot scripts that run it", details=[legacy])
     if devices and not off:
         return ok(f"persistence mode is on for all {len(devices)} GPU(s)")
     if not devices:

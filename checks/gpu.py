@@ -124,7 +124,7 @@ def ecc(driver, nvml, nvidia_smi):
     if bad:
         d = bad[0]
         return fail(f"{d['label']} has {d['ecc_uncorrected_volatile']} uncorrected ECC error(s) since the last reset",
-                    fix=f"Stop the jobs on it, then: sudo nvidia-smi -r -i {d['index']}   # or reboot\n"
+                    fix=f"sudo nvidia-smi -r -i {d['index']}   # after stopping its jobs; or reboot\n"
                         "dcgmi diag -r 3   # if errors come back, open an RMA", details=[f"{x['label']}: {x['ecc_uncorrected_volatile']}" for x in bad])
     off = [d for d in devices if isinstance(d.get("ecc_mode"), list) and d["ecc_mode"][0] == 0]
     if off:
@@ -150,10 +150,10 @@ def memory_health(driver, nvml, nvidia_smi):
         rows = d.get("remapped_rows")
         if isinstance(rows, list) and len(rows) == 4 and rows[3]:
             return fail(f"{d['label']}: row remapping failed (spare rows exhausted)",
-                        fix="Drain the GPU, collect `sudo nvidia-bug-report.sh` and open an RMA with the vendor")
+                        fix="sudo nvidia-bug-report.sh   # drain the GPU and send this to the vendor for an RMA")
         if (isinstance(rows, list) and len(rows) == 4 and rows[2]) or d.get("retired_pages_pending"):
             return fail(f"{d['label']}: a memory row remap or page retirement is pending; it applies only after a GPU reset",
-                        fix=f"Drain the GPU, then: sudo nvidia-smi -r -i {d['index']}   # or reboot")
+                        fix=f"sudo nvidia-smi -r -i {d['index']}   # after draining its jobs; or reboot")
     known = [d for d in devices if isinstance(d.get("remapped_rows"), list) or d.get("retired_pages_pending") is not None]
     if not known:
         return ok("row remapping and page retirement are not reported by these GPUs")
@@ -175,10 +175,10 @@ def xid(kernel_log, driver):
     lines, fixes, worst = [], [], "warn"
     for code in sorted({e["xid"] for e in events}):
         info = codes.get(str(code), {"meaning": "not in gpudoctor's table", "severity": "warn",
-                                     "action": "Look it up in https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html"})
+                                     "action": "look it up in https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html"})
         hits = [e for e in events if e["xid"] == code]
         lines.append(f"Xid {code} × {len(hits)} on {', '.join(sorted({e['pci'] for e in hits}))}: {info['meaning']}")
-        fixes.append(f"Xid {code}: {info['action']}")
+        fixes.append(f"# Xid {code}: {info['action']}")
         worst = "fail" if info["severity"] == "fail" else worst
     verdict = fail if worst == "fail" else warn
     return verdict(f"{len(events)} Xid event(s) since boot: {', '.join(l.split(':')[0] for l in lines)}", fix="\n".join(fixes), details=lines)
@@ -201,8 +201,8 @@ def pcie_link(driver, nvml, nvidia_smi):
             idle_notes.append(f"{d['label']}: Gen{gen} while idle (max Gen{gen_max}); GPUs train the link down to save power")
     if slow:
         return warn(f"{len(slow)} GPU(s) run below their PCIe link capability: host-device copies are slower",
-                    fix="Check under load: nvidia-smi --query-gpu=index,pcie.link.gen.current,pcie.link.width.current --format=csv -l 1\n"
-                        "If it stays low: reseat the card or replace the riser, use an x16 slot, set the slot to Auto/GenN in the BIOS",
+                    fix="nvidia-smi --query-gpu=index,pcie.link.gen.current,pcie.link.width.current --format=csv -l 1   # under load\n"
+                        "# if it stays low: reseat the card or replace the riser, use an x16 slot, set the slot to Auto/GenN in the BIOS",
                     details=slow + idle_notes)
     return ok("PCIe links at their maximum" + (" (idle ones trained down, as expected)" if idle_notes else ""), idle_notes)
 
@@ -223,8 +223,8 @@ def thermal(driver, nvml, nvidia_smi):
     if hot:
         return warn(f"{len(hot)} GPU(s) are throttled by temperature or power: training runs slower",
                     fix="nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER   # which limit bites\n"
-                        "Fix the cooling (fans, airflow, inlet temperature) or power (cables, PSU, BMC power cap); "
-                        "restore the default power limit with: sudo nvidia-smi -pl <default watts>", details=hot)
+                        "# fix the cooling (fans, airflow, inlet temperature) or power (cables, PSU, BMC power cap)\n"
+                        "sudo nvidia-smi -pl <default watts>   # if someone lowered the power limit", details=hot)
     temps = [d["temperature_gpu"] for d in devices if d.get("temperature_gpu") is not None]
     return ok(f"no thermal or power throttling" + (f"; hottest GPU {max(temps)} °C" if temps else ""))
 
@@ -243,8 +243,8 @@ def mig(driver, nvml, nvidia_smi):
     if on:
         ids = ",".join(str(d["index"]) for d in on)
         return warn(f"MIG is on for {len(on)} GPU(s): CUDA sees MIG slices, not whole GPUs, and one process sees only one slice",
-                    fix=f"If unintended: sudo nvidia-smi -i {ids} -mig 0 && sudo nvidia-smi -r -i {ids}\n"
-                        "If intended: run one process per slice with CUDA_VISIBLE_DEVICES=MIG-<uuid> (nvidia-smi -L lists them)")
+                    fix=f"sudo nvidia-smi -i {ids} -mig 0 && sudo nvidia-smi -r -i {ids}   # if MIG is unintended\n"
+                        "# if intended: run one process per slice with CUDA_VISIBLE_DEVICES=MIG-<uuid> (nvidia-smi -L lists them)")
     return ok("MIG is off" if modes else "MIG is not supported on these GPUs")
 
 
@@ -288,7 +288,7 @@ def processes(driver, nvml, nvidia_smi):
     idle = [str(d["index"]) for d in devices if d not in [b for b, _ in busy]]
     pids = sorted({pid for _, p in busy for pid in p}, key=int)
     kill = f"kill {' '.join(pids)}   # if they are yours and stale" if pids else "sudo fuser -v /dev/nvidia*   # find them (other containers)"
-    choose = f"export CUDA_VISIBLE_DEVICES={','.join(idle)}   # the idle GPUs" if idle else "or wait for them, or ask their owners"
+    choose = f"export CUDA_VISIBLE_DEVICES={','.join(idle)}   # the idle GPUs" if idle else "# or wait for them, or ask their owners"
     return warn(f"other processes hold memory on {len(busy)} of {len(devices)} GPU(s): a training job there may run out of memory",
                 fix=f"{kill}\n{choose}", details=lines)
 
@@ -319,7 +319,7 @@ def visible_devices(environment, driver, nvml, nvidia_smi, container):
     valid = ",".join(str(d["index"]) for d in devices)
     if runtime in ("void", "none", "") and any((container or {}).values()):
         return fail(f"NVIDIA_VISIBLE_DEVICES={runtime!r}: the container runtime gave this container no GPU",
-                    fix="Start the container with GPUs: docker run --gpus all ... (or NVIDIA_VISIBLE_DEVICES=all)")
+                    fix="docker run --gpus all ...   # or NVIDIA_VISIBLE_DEVICES=all with the NVIDIA runtime")
     if value is None:
         return ok(f"CUDA_VISIBLE_DEVICES is unset: CUDA sees all {len(devices)} GPU(s)")
     if value.strip() in ("", "-1", "none", "NoDevFiles"):

@@ -119,15 +119,15 @@ def container_kind(container: dict | None) -> str | None:
 def os_release(os):
     if not os.get("id"):
         return warn("the distribution could not be identified (no /etc/os-release or /etc/lsb-release)",
-                    fix="Restore /etc/os-release (package base-files on Debian/Ubuntu, redhat-release or system-release on RHEL)")
+                    fix="# restore /etc/os-release: it comes with base-files on Debian and Ubuntu, redhat-release or system-release on RHEL")
     name = os.get("pretty_name") or f"{os['id']} {os.get('version', '')}".strip()
     repo = fixes.nvidia_repo(os)
     if repo:
         return ok(f"{name}: supported by NVIDIA's driver packages ({repo})")
     supported = ", ".join(f"{d} {'/'.join(v['versions'])}" for d, v in kb.load("distros")["supported"].items())
     return warn(f"{name} is not a release NVIDIA's driver packages support",
-                fix="Use the .run installer from https://www.nvidia.com/Download/index.aspx, or move to a supported "
-                    f"release: {supported}")
+                fix="# use the .run installer from https://www.nvidia.com/Download/index.aspx, or move to a supported release:\n"
+                    f"# {supported}")
 
 
 @check("system.kernel", "Kernel and architecture", needs=("os",))
@@ -138,7 +138,7 @@ def kernel(os):
     if k.get("arch") not in ("x86_64", "aarch64"):
         return warn(f"kernel {k['release']} on {k.get('arch') or 'an unknown architecture'}: NVIDIA's data-centre "
                     "drivers and the framework wheels are built for x86_64 and aarch64 only",
-                    fix="Run GPU training on an x86_64 or aarch64 (SBSA) host")
+                    fix="# run GPU training on an x86_64 or aarch64 (SBSA) host")
     return ok(f"Linux {k['release']} on {k['arch']}" + (" (WSL2)" if os.get("wsl") else ""))
 
 
@@ -173,7 +173,7 @@ def secure_boot(boot, modules, os):
            else "sudo mokutil --import /var/lib/dkms/mok.pub")
     return fail("Secure Boot is on and the NVIDIA module is not loaded: an unsigned DKMS module is rejected",
                 fix=f"{mok}\nsudo reboot   # then choose 'Enroll MOK' in the blue MOK manager and enter the password\n"
-                    "(or install the distribution's signed precompiled driver, or turn Secure Boot off in the firmware)")
+                    "# or install the distribution's signed precompiled driver, or turn Secure Boot off in the firmware")
 
 
 @check("system.nouveau", "nouveau kept off the GPU", needs=("modules",), uses=("os",))
@@ -206,7 +206,7 @@ def glibc(machine):
         return skip(f"glibc reports an unreadable version {version!r}")
     if old:
         return warn(f"glibc {version} is older than 2.28: current PyTorch, JAX and TensorFlow wheels (manylinux_2_28) will not install",
-                    fix="Upgrade to a distribution with glibc 2.28 or newer (RHEL 8+, Ubuntu 20.04+, Debian 10+)")
+                    fix="# upgrade to a distribution with glibc 2.28 or newer (RHEL 8+, Ubuntu 20.04+, Debian 10+)")
     return ok(f"glibc {version}")
 
 
@@ -217,7 +217,7 @@ def resources(machine):
     total = machine["memory_total"] / GIB
     summary = f"{machine.get('cpu_logical')} CPUs, {total:.1f} GiB RAM ({machine.get('memory_available', 0) / GIB:.1f} GiB free)"
     if total < 8:
-        return warn(f"{summary}: data loading and checkpoints need more than 8 GiB", fix="Use a machine with at least 16 GiB of RAM per GPU")
+        return warn(f"{summary}: data loading and checkpoints need more than 8 GiB", fix="# use a machine with at least 16 GiB of RAM per GPU")
     return ok(summary)
 
 
@@ -252,7 +252,7 @@ def shm(storage, container):
     size = usage["total"] / GIB
     if size < 1:
         fix = ("docker run --ipc=host ...   # or --shm-size=16g" if kind in ("Docker", "Podman")
-               else "In the pod spec, mount an emptyDir {medium: Memory, sizeLimit: 16Gi} at /dev/shm" if kind == "Kubernetes"
+               else "# in the pod spec, mount an emptyDir {medium: Memory, sizeLimit: 16Gi} at /dev/shm" if kind == "Kubernetes"
                else "sudo mount -o remount,size=50% /dev/shm")
         return warn(f"/dev/shm is only {usage['total'] / (1 << 20):.0f} MiB: DataLoader workers die with 'Bus error' and NCCL "
                     "cannot create its segments", fix=fix)

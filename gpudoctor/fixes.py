@@ -29,7 +29,7 @@ def install(os: dict | None, *packages: str) -> str:
         "apt": f"sudo apt-get install -y {names}",
         "dnf": f"sudo dnf install -y {names}",
         "zypper": f"sudo zypper install -y {names}",
-    }.get(family(os) or "", f"install {names} with this distribution's package manager")
+    }.get(family(os) or "", f"# install {names} with this distribution's package manager")
 
 
 def nvidia_repo(os: dict | None) -> str | None:
@@ -59,7 +59,7 @@ def kernel_headers(os: dict | None) -> str:
 def rebuild_initramfs(os: dict | None) -> str:
     """Regenerate the initramfs, so that module options and blacklists apply at boot."""
     return {"apt": "sudo update-initramfs -u", "dnf": "sudo dracut --force",
-            "zypper": "sudo dracut --force"}.get(family(os) or "", "regenerate the initramfs")
+            "zypper": "sudo dracut --force"}.get(family(os) or "", "# regenerate the initramfs")
 
 
 def hold_driver(os: dict | None) -> str:
@@ -68,7 +68,7 @@ def hold_driver(os: dict | None) -> str:
         "apt": "sudo apt-mark hold 'nvidia-*' 'libnvidia-*'",
         "dnf": "sudo dnf install -y python3-dnf-plugin-versionlock && sudo dnf versionlock add 'nvidia-*' 'libnvidia-*'",
         "zypper": "sudo zypper addlock 'nvidia-*' 'libnvidia-*'",
-    }.get(family(os) or "", "pin the NVIDIA driver packages at their current version")
+    }.get(family(os) or "", "# pin the NVIDIA driver packages at their current version")
 
 
 def install_driver(os: dict | None, arch: str = "x86_64", open_modules: bool = True) -> str:
@@ -79,9 +79,9 @@ def install_driver(os: dict | None, arch: str = "x86_64", open_modules: bool = T
     repo_arch = {"aarch64": "sbsa"}.get(arch, arch)
     if not repo or not fam:
         name = (os or {}).get("pretty_name") or "this distribution"
-        return (f"NVIDIA publishes no driver packages for {name}: install the .run driver from "
-                "https://www.nvidia.com/Download/index.aspx with `sudo sh NVIDIA-Linux-*.run -m=kernel-open`, "
-                "or move to a release NVIDIA supports (Ubuntu 22.04/24.04, Debian 12/13, RHEL/Rocky 8-10, SLES 15).")
+        return (f"# NVIDIA publishes no driver packages for {name}: download the .run driver from\n"
+                "# https://www.nvidia.com/Download/index.aspx, or move to a release NVIDIA supports (see system.os)\n"
+                f"sudo sh NVIDIA-Linux-*.run -m={'kernel-open' if open_modules else 'kernel'}")
     base = f"{NVIDIA_REPOS}/{repo}/{repo_arch}"
     if fam == "apt":
         steps = [kernel_headers(os), f"wget {base}/cuda-keyring_1.1-1_all.deb",

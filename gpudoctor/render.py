@@ -87,7 +87,8 @@ def key_facts(facts: dict) -> list[str]:
     for d in gpu_devices(nvml, facts.get("nvidia_smi")):
         memory = (d.get("memory") or {}).get("total")
         cc = f"sm_{d['cc'][0]}{d['cc'][1]}" if d.get("cc") else "sm_?"
-        lines.append(f"{d['label']:<8}{d.get('name')}, {memory / (1 << 30):.1f} GiB, {cc}" if memory else f"{d['label']} {d.get('name')}")
+        size = f", {memory / (1 << 30):.1f} GiB" if memory else ""
+        lines.append(f"{'GPU' + str(d['index']):<8}{d.get('name')}{size}, {cc}" + (f", {d['bus']}" if d["bus"] else ""))
     return lines
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from pathlib import Path
 
 from gpudoctor.host import Evidence, LiveHost, RecordedHost, command_key
@@ -45,7 +46,16 @@ def judge(evidence: Evidence, check_id: str) -> Result:
     """Run the checks a selection needs on replayed evidence; return the one asked for."""
     results, _, _ = run_checks(load_plugins(external=False), RecordedHost(evidence),
                                Selection(only=frozenset({check_id})))
+    for result in results:
+        assert_pasteable(result)
     return next(r for r in results if r.id == check_id)
+
+
+def assert_pasteable(result: Result) -> None:
+    """Every fix line is a command (lower-case, as shell commands are) or a `#` comment, so a
+    user can paste the whole block into a shell."""
+    for line in result.fix.splitlines():
+        assert re.match(r"^(#|[a-z])", line), f"{result.id}: fix line is prose, not a command or comment: {line!r}"
 
 
 def judge_all(evidence: Evidence) -> dict[str, Result]:

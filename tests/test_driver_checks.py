@@ -52,7 +52,7 @@ def test_no_driver_fix_follows_the_distribution(os_release, expected):
 
 def test_no_driver_in_a_container_points_at_the_host_and_gpus_flag():
     result = judge(in_docker(host_machine()), "driver.loaded")
-    assert "This is a Docker container" in result.fix and "docker run --gpus all" in result.fix
+    assert "this is a Docker container" in result.fix and "docker run --gpus all" in result.fix
     assert "repos/debian12" in result.fix
 
 
@@ -257,3 +257,11 @@ def test_fabric_manager_failing_where_there_is_no_nvswitch():
     command(ev, "systemctl is-active nvidia-persistenced nvidia-fabricmanager", rc=3, stdout="active\ninactive\n")
     assert "not needed" in judge(ev, "driver.fabric_manager").summary
     assert judge(h200(), "driver.fabric_manager").status.value == "skip"
+
+
+def test_wsl_with_the_windows_driver_passes():
+    ev = in_docker(h200(), docker=False)
+    env(ev, WSL_DISTRO_NAME="Ubuntu-24.04")
+    file(ev, "/proc/driver/nvidia/version", error="absent")  # WSL2 exposes /dev/dxg, not the Linux module
+    file(ev, "/sys/module/nvidia/version", error="absent")
+    assert judge(ev, "driver.loaded").summary == "WSL2 uses the Windows driver 580.159.04"

@@ -220,3 +220,17 @@ def test_container_given_no_gpu_by_the_runtime():
         stat(ev, path, absent=True)
     file(ev, "/proc/1/cgroup", "0::/\n")
     assert "docker run --gpus all" in judge(ev, "gpu.visible_devices").fix
+
+
+def test_temperature_at_the_slowdown_threshold():
+    ev = h200()
+    nvml_device(ev, temperature_gpu=87, temperature_slowdown=87)
+    assert "at its slowdown threshold 87 °C" in judge(ev, "gpu.thermal").details[0]
+
+
+@pytest.mark.parametrize("value, bad", [("GPU-00000000", "GPU-00000000"), ("0,gpu0", "gpu0")])
+def test_cuda_visible_devices_with_unknown_uuids_or_names(value, bad):
+    ev = h200()
+    env(ev, CUDA_VISIBLE_DEVICES=value)
+    result = judge(ev, "gpu.visible_devices")
+    assert result.status.value == "fail" and f"names {bad}" in result.summary

@@ -40,7 +40,7 @@ def test_os_unidentifiable():
     for path in ("/etc/os-release", "/usr/lib/os-release", "/etc/lsb-release"):
         file(ev, path, error="absent")
     result = judge(ev, "system.os")
-    assert result.status.value == "warn" and "Restore /etc/os-release" in result.fix
+    assert result.status.value == "warn" and "restore /etc/os-release" in result.fix
 
 
 def test_kernel_on_an_unsupported_architecture():
