@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from packaging.version import InvalidVersion, Version
+
 from gpudoctor import fixes
 from gpudoctor.host import NOT_FOUND, NOT_RECORDED, TIMED_OUT, NotRecorded
 from gpudoctor.parsers import classify_smi_failure, parse_driver_version, parse_kernel_log, parse_smi_xml
@@ -291,3 +295,32 @@ def fabric_manager(driver, pci, services, nvml, os):
     if switches is None:
         return skip("the PCI bus was not read, so NVSwitches could not be counted")
     return ok("no NVSwitch on the PCI bus: the fabric manager is not needed")
+
+
+@check("driver.container_cuda", "The image's CUDA fits the host driver", needs=("environment",), uses=("nvml", "nvidia_smi"))
+def container_cuda(environment, nvml, nvidia_smi):
+    requirement = environment.get("NVIDIA_REQUIRE_CUDA")
+    match = re.search(r"cuda>=(\d+\.\d+)", requirement or "")
+    if not match:
+        return skip("not in a CUDA container image (NVIDIA_REQUIRE_CUDA is not set)")
+    supported = _driver_cuda(nvml, nvidia_smi)
+    if supported is None:
+        return skip("the CUDA version the driver supports is unknown")
+    needed = match.group(1)
+    try:
+        short = Version(supported) < Version(needed)
+    except InvalidVersion:
+        return skip(f"unreadable CUDA versions: {needed!r}, {supported!r}")
+    if short:
+        return fail(f"this image needs CUDA >= {needed} but the host driver supports CUDA {supported}: CUDA calls fail with "
+                    "'driver version is insufficient' (error 35)",
+                    fix=f"# on the host, upgrade the driver to a branch that supports CUDA {needed} (see the CUDA release notes), or\n"
+                        f"# use an image built for CUDA {supported} or older, e.g. nvidia/cuda:{supported}.0-base-ubuntu24.04")
+    return ok(f"the image needs CUDA >= {needed}; the host driver supports CUDA {supported}")
+
+
+def _driver_cuda(nvml: dict | None, nvidia_smi: dict | None) -> str | None:
+    version = (nvml or {}).get("cuda_driver_version")
+    if isinstance(version, int):
+        return f"{version // 1000}.{version % 1000 // 10}"
+    return ((nvidia_smi or {}).get("parsed") or {}).get("cuda_version")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from gpudoctor import kb
+import re
+
+from gpudoctor import fixes, kb
+from gpudoctor.host import NOT_RECORDED, NotRecorded
+from gpudoctor.parsers import parse_p2p_matrix
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
 
 GIB = 1 << 30
@@ -28,6 +32,15 @@ def collect_pci(host) -> dict:
         elif cls.startswith("0x0680"):
             switches.append(bdf)
     return {"gpus": gpus, "nvswitches": switches}
+
+
+@collector("p2p")
+def collect_p2p(host) -> dict:
+    """Which GPU pairs can read each other's memory directly (`nvidia-smi topo -p2p r`)."""
+    result = host.run(["nvidia-smi", "topo", "-p2p", "r"])
+    if result.error == NOT_RECORDED:
+        raise NotRecorded("nvidia-smi topo -p2p r")
+    return {"matrix": parse_p2p_matrix(result.stdout) if result.ok else None, "error": result.error or (None if result.ok else result.output[:200])}
 
 
 @collector("environment")
@@ -77,10 +90,15 @@ def _gpus(driver, nvml, nvidia_smi):
     return devices or skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
 
 
-@check("gpu.visible", "Every GPU on the bus is usable", needs=("driver",), uses=("pci", "nvml", "nvidia_smi"))
-def visible(driver, pci, nvml, nvidia_smi):
+@check("gpu.visible", "Every GPU on the bus is usable", needs=("driver",), uses=("pci", "nvml", "nvidia_smi", "kernel_log", "os"))
+def visible(driver, pci, nvml, nvidia_smi, kernel_log, os):
     if not driver["loaded"]:
         return skip(NO_MODULE)
+    legacy = ((kernel_log or {}).get("flags") or {}).get("legacy_gpu")
+    if legacy:
+        branch = re.search(r"(\d+)\.xx", legacy).group(1)
+        return fail(f"driver {driver['version']} ignores a GPU that only the {branch}.xx legacy branch supports",
+                    fix=fixes.install_branch(os, branch), details=[legacy])
     on_bus = {bus_id(b) for b in (pci or {}).get("gpus") or []}
     claimed = {bus_id(b) for b in driver.get("gpus") or []}
     devices = gpu_devices(nvml, nvidia_smi)
@@ -334,3 +352,29 @@ def visible_devices(environment, driver, nvml, nvidia_smi, container):
     order = "" if environment.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID" else \
         " (indices follow CUDA's fastest-first order; export CUDA_DEVICE_ORDER=PCI_BUS_ID to match nvidia-smi)"
     return ok(f"CUDA_VISIBLE_DEVICES={value}: CUDA sees {shown} of {len(devices)} GPU(s){order if len(devices) > 1 else ''}")
+
+
+P2P_MEANING = {"CNS": "the chipset does not support it", "GNS": "the GPU does not support it",
+               "TNS": "the topology does not support it", "NS": "not supported", "U": "unknown"}
+
+
+@check("gpu.p2p", "Peer-to-peer access between GPUs", needs=("p2p",), uses=("driver", "nvml", "nvidia_smi", "os"))
+def p2p(p2p, driver, nvml, nvidia_smi, os):
+    devices = _gpus(driver, nvml, nvidia_smi)
+    if not isinstance(devices, list):
+        return devices
+    if len(devices) < 2:
+        return skip("one GPU: no peer-to-peer traffic")
+    if p2p["matrix"] is None:
+        return skip(f"`nvidia-smi topo -p2p r` gave no matrix ({p2p['error']})")
+    broken = sorted({f"{a}-{b}: {status} ({P2P_MEANING.get(status, status)})" for a, row in p2p["matrix"].items()
+                     for b, status in row.items() if status != "OK" and a < b})
+    if not broken:
+        return ok(f"every pair of the {len(devices)} GPUs can use peer-to-peer reads")
+    if all(": GNS" in line for line in broken) and all("GeForce" in (d.get("name") or "") for d in devices):
+        return ok("GeForce GPUs do not do peer-to-peer; NCCL goes through host memory instead", broken)
+    return warn(f"peer-to-peer reads fail between {len(broken)} GPU pair(s): NCCL all-reduce can hang or crawl",
+                fix="cat /proc/cmdline   # intel_iommu=on or amd_iommu=on without iommu=pt routes P2P through the IOMMU\n"
+                    "# add iommu=pt to GRUB_CMDLINE_LINUX in /etc/default/grub, or turn off PCIe ACS in the BIOS, then:\n"
+                    f"{fixes.update_grub(os)}\nsudo reboot\n"
+                    "export NCCL_P2P_DISABLE=1   # a slower workaround until then", details=broken)

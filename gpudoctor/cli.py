@@ -61,9 +61,8 @@ def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke) -> None:
     host = LiveHost(timeout=timeout)
     try:
         run = _run(plugins, host, selection, timeout)
-    except KeyboardInterrupt:
-        host.kill_children()
-        raise
+    finally:  # Ctrl-C, or a collector abandoned still running: nothing may outlive gpudoctor
+        host.close()
     code = run.exit_code(strict)
     _emit(run, code, fmt, verbose, stream)
     sys.exit(code)

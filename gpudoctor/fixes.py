@@ -62,6 +62,18 @@ def rebuild_initramfs(os: dict | None) -> str:
             "zypper": "sudo dracut --force"}.get(family(os) or "", "# regenerate the initramfs")
 
 
+def update_grub(os: dict | None) -> str:
+    """Regenerate the boot loader's configuration after editing /etc/default/grub."""
+    return {"apt": "sudo update-grub", "dnf": "sudo grub2-mkconfig -o /boot/grub2/grub.cfg",
+            "zypper": "sudo grub2-mkconfig -o /boot/grub2/grub.cfg"}.get(family(os) or "", "# regenerate the GRUB configuration")
+
+
+def install_branch(os: dict | None, branch: str) -> str:
+    """Install one driver branch (a legacy branch for old GPUs): Ubuntu's own package, else NVIDIA's."""
+    package = f"nvidia-driver-{branch}" if (os or {}).get("id") == "ubuntu" else f"cuda-drivers-{branch}"
+    return f"{install(os, package)}\nsudo reboot"
+
+
 def hold_driver(os: dict | None) -> str:
     """Stop unattended upgrades from replacing the driver under a running kernel module."""
     return {

@@ -30,6 +30,7 @@ ABSENT = "absent"
 DENIED = "permission denied"
 TIMED_OUT = "timed out"
 NOT_FOUND = "command not found"
+INTERRUPTED = "interrupted"
 
 OUTPUT_CAP = 8 << 20
 FILE_CAP = 4 << 20
@@ -38,7 +39,7 @@ FILE_CAP = 4 << 20
 RELEVANT_ENV = (
     "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_DRIVER_CAPABILITIES",
     "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "HOME", "TMPDIR", "USER", "container",
-    "KUBERNETES_SERVICE_HOST", "WSL_DISTRO_NAME", "WSL_INTEROP", "SLURM_JOB_ID", "CONDA_PREFIX", "VIRTUAL_ENV",
+    "NVIDIA_REQUIRE_CUDA", "NVIDIA_DISABLE_REQUIRES", "KUBERNETES_SERVICE_HOST", "WSL_DISTRO_NAME", "WSL_INTEROP", "SLURM_JOB_ID", "CONDA_PREFIX", "VIRTUAL_ENV",
 )
 
 
@@ -166,6 +167,7 @@ class LiveHost:
         self.evidence.data["env"] = dict(self.environ)
         self._children: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
+        self._closed = False
 
     # -- commands -------------------------------------------------------------------
     def run(self, argv: list[str] | tuple[str, ...], timeout: float | None = None) -> CommandResult:
@@ -176,6 +178,8 @@ class LiveHost:
 
     def _execute(self, argv: tuple[str, ...], timeout: float | None) -> CommandResult:
         limit = self.timeout if timeout is None else timeout
+        if self._closed:
+            return CommandResult(argv, None, error=INTERRUPTED)
         env = dict(os.environ, LC_ALL="C", LANG="C")
         start = time.monotonic()
         try:
@@ -191,6 +195,8 @@ class LiveHost:
             return CommandResult(argv, None, error=str(exc))
         with self._lock:
             self._children.add(proc)
+            if self._closed:  # closed while this one was starting: it must not outlive gpudoctor
+                _kill_group(proc)
         try:
             out, err = proc.communicate(timeout=limit)
             error = None
@@ -209,11 +215,17 @@ class LiveHost:
         )
 
     def kill_children(self) -> None:
-        """Kill every command still running (Ctrl-C, or abandoning a hung collector)."""
+        """Kill every command still running (abandoning a hung collector)."""
         with self._lock:
             children = list(self._children)
         for proc in children:
             _kill_group(proc)
+
+    def close(self) -> None:
+        """Kill every command still running and refuse new ones (Ctrl-C, or the run is over)."""
+        with self._lock:
+            self._closed = True
+        self.kill_children()
 
     # -- files ----------------------------------------------------------------------
     def read(self, path: str, limit: int = FILE_CAP) -> FileRead:
@@ -353,6 +365,9 @@ class RecordedHost:
         return CommandResult(tuple(argv), **{"rc": None, **fields})
 
     def kill_children(self) -> None:
+        """Nothing runs in replay."""
+
+    def close(self) -> None:
         """Nothing runs in replay."""
 
     def read(self, path: str, limit: int = FILE_CAP) -> FileRead:

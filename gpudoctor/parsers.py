@@ -141,12 +141,14 @@ def classify_smi_failure(rc: int | None, output: str) -> str:
 
 _XID = re.compile(r"NVRM: Xid \(PCI:([0-9A-Fa-f:.]+)\): (\d+),?\s*(.*)")
 _OFF_BUS = re.compile(r"NVRM: (?:The NVIDIA )?GPU (?:at PCI:)?([0-9A-Fa-f:.]+).*fallen off the bus")
+_GSP_TIMEOUT = re.compile(r"Timeout waiting for RPC from GSP|GSP Timeout", re.I)
+_PCI = re.compile(r"PCI:([0-9A-Fa-f]{4}:[0-9A-Fa-f:.]+)")
 _KERNEL_FLAGS = {
     "api_mismatch": re.compile(r"NVRM: API mismatch", re.I),
     "probe_not_called": re.compile(r"NVRM: The NVIDIA probe routine was not called", re.I),
     "key_rejected": re.compile(r"(Key was rejected by service|module with unavailable key|Required key not available)", re.I),
     "uvm_hmm_kaslr": re.compile(r"request_free_mem_region\(\) err", re.I),
-    "gsp_timeout": re.compile(r"Timeout waiting for RPC from GSP|GSP Timeout", re.I),
+    "legacy_gpu": re.compile(r"supported through the NVIDIA (\d+)\.xx Legacy drivers", re.I),
     "legacy_persistence": re.compile(r"NVRM: Persistence mode is deprecated", re.I),
 }
 
@@ -167,10 +169,32 @@ def parse_kernel_log(text: str) -> dict:
         if match:
             xids.append({"pci": match.group(1).lower(), "xid": 79, "text": "GPU has fallen off the bus"})
             continue
+        if _GSP_TIMEOUT.search(line):  # logged without an Xid number by some drivers: it is Xid 119
+            pci = _PCI.search(line)
+            xids.append({"pci": pci.group(1).lower() if pci else "unknown", "xid": 119, "text": line.strip()[:300]})
+            continue
         for name, pattern in _KERNEL_FLAGS.items():
             if name not in flags and pattern.search(line):
                 flags[name] = line.strip()[:300]
     return {"xids": xids, "flags": flags}
+
+
+def parse_p2p_matrix(text: str) -> dict[str, dict[str, str]]:
+    r"""`nvidia-smi topo -p2p r` as {"GPU0": {"GPU1": "OK", ...}, ...}; the diagonal is left out.
+
+    >>> parse_p2p_matrix(" \tGPU0\tGPU1\t\n GPU0\tX\tOK\t\n GPU1\tCNS\tX\t\n")["GPU1"]
+    {'GPU0': 'CNS'}
+    """
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    if not rows or not all(name.startswith("GPU") for name in rows[0]):
+        return {}
+    header = rows[0]
+    matrix = {}
+    for row in rows[1:]:
+        if len(row) != len(header) + 1 or not row[0].startswith("GPU"):
+            break  # the legend starts
+        matrix[row[0]] = {peer: status for peer, status in zip(header, row[1:]) if peer != row[0]}
+    return matrix
 
 
 # nvidia-smi -q -x ---------------------------------------------------------------------------

@@ -19,9 +19,9 @@ EXPECTED_IDS = [
     "system.os", "system.kernel", "system.kernel_headers", "system.secure_boot", "system.nouveau", "system.glibc",
     "system.resources", "system.disk", "system.shm", "system.container",
     "driver.loaded", "driver.module_flavor", "driver.nvml_matches_kernel", "driver.nvidia_smi", "driver.device_nodes",
-    "driver.uvm", "driver.persistence", "driver.fabric_manager",
+    "driver.uvm", "driver.persistence", "driver.fabric_manager", "driver.container_cuda",
     "gpu.visible", "gpu.inventory", "gpu.ecc", "gpu.memory_health", "gpu.xid", "gpu.pcie_link", "gpu.thermal", "gpu.mig",
-    "gpu.compute_mode", "gpu.processes", "gpu.visible_devices",
+    "gpu.compute_mode", "gpu.processes", "gpu.visible_devices", "gpu.p2p",
 ]
 SCHEMA = json.loads((Path(gpudoctor.__file__).parent / "schema.json").read_text())
 ANSI = "\x1b["

@@ -265,3 +265,20 @@ def test_wsl_with_the_windows_driver_passes():
     file(ev, "/proc/driver/nvidia/version", error="absent")  # WSL2 exposes /dev/dxg, not the Linux module
     file(ev, "/sys/module/nvidia/version", error="absent")
     assert judge(ev, "driver.loaded").summary == "WSL2 uses the Windows driver 580.159.04"
+
+
+# driver.container_cuda ------------------------------------------------------------------------
+def test_image_needs_a_newer_cuda_than_the_host_driver():
+    # nvidia/cuda images set NVIDIA_REQUIRE_CUDA; the toolkit's refusal reads
+    # "unsatisfied condition: cuda>=12.8, please update your driver" (SyneRBI/PETRIC2#27)
+    ev = h200()
+    env(ev, NVIDIA_REQUIRE_CUDA="cuda>=13.2 brand=tesla,driver>=535,driver<536")
+    result = judge(ev, "driver.container_cuda")
+    assert result.status.value == "fail" and "supports CUDA 13.0" in result.summary
+    assert "nvidia/cuda:13.0.0-base-ubuntu24.04" in result.fix
+    env(ev, NVIDIA_REQUIRE_CUDA="cuda>=12.8 brand=tesla,driver>=470,driver<471")
+    assert judge(ev, "driver.container_cuda").status.value == "pass"
+    assert judge(h200(), "driver.container_cuda").status.value == "skip"
+    v100 = fixture("v100s-8gpu-training-460")
+    env(v100, NVIDIA_REQUIRE_CUDA="cuda>=11.8")
+    assert "supports CUDA 11.2" in judge(v100, "driver.container_cuda").summary

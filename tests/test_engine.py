@@ -156,3 +156,9 @@ def test_live_host_records_files_and_nvml_and_replays_them(tmp_path):
     assert replay.read(str(tmp_path / "version")).text.startswith("NVRM version")
     assert replay.read("/no/such/file").error == "absent" and replay.read("/never/asked").error == "not recorded"
     assert replay.nvml() == nvml
+
+
+def test_closed_host_refuses_new_commands():
+    host = LiveHost()
+    host.close()
+    assert host.run(["true"]).error == "interrupted"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from evidence_helpers import command, env, file, fixture, judge, judge_all, listdir, nvml_device, stat, this_machine
+from evidence_helpers import FIXTURES, command, env, file, fixture, judge, judge_all, listdir, nvml_device, stat, this_machine
 
 GIB = 1 << 30
 XID_79 = "[81234.5] NVRM: Xid (PCI:0000:00:06): 79, pid=0, GPU has fallen off the bus.\n"  # NVIDIA/open-gpu-kernel-modules#507
@@ -18,8 +18,9 @@ def test_the_h200_capture_is_healthy():
     results = judge_all(h200())
     assert not [r.id for r in results.values() if r.status.value in ("fail", "error")]
     assert sorted(r.id for r in results.values() if r.status.value == "warn") == ["driver.persistence"]
-    gpu = {k: v for k, v in results.items() if k.startswith("gpu.")}
+    gpu = {k: v for k, v in results.items() if k.startswith("gpu.") and k != "gpu.p2p"}
     assert all(r.status.value == "pass" for r in gpu.values()), {k: v.summary for k, v in gpu.items()}
+    assert "p2p" in results["gpu.p2p"].summary  # one GPU, and the capture has no `topo -p2p`: skipped
     assert gpu["gpu.inventory"].details == ("GPU0 (0000:00:06.0): NVIDIA H200, 140.4 GiB, sm_90",)
 
 
@@ -234,3 +235,51 @@ def test_cuda_visible_devices_with_unknown_uuids_or_names(value, bad):
     env(ev, CUDA_VISIBLE_DEVICES=value)
     result = judge(ev, "gpu.visible_devices")
     assert result.status.value == "fail" and f"names {bad}" in result.summary
+
+
+def test_a_gpu_only_a_legacy_branch_supports():
+    # the kernel's own words when a driver branch has dropped a GPU's architecture
+    ev = h200()
+    command(ev, "dmesg", stdout="[ 3.1] NVRM: The NVIDIA GeForce GTX 1080 GPU installed in this system is\n"
+                                "[ 3.1] NVRM:  supported through the NVIDIA 580.xx Legacy drivers. Please\n"
+                                "[ 3.1] NVRM:  visit http://www.nvidia.com/object/unix.html for more\n"
+                                "[ 3.1] NVRM:  information.  The 590.44.01 NVIDIA driver will ignore\n")
+    result = judge(ev, "gpu.visible")
+    assert result.status.value == "fail" and "580.xx legacy branch" in result.summary
+    assert result.fix == "sudo apt-get install -y nvidia-driver-580\nsudo reboot"
+
+
+def test_gsp_timeout_without_an_xid_number_counts_as_xid_119():
+    ev = h200()
+    command(ev, "dmesg", stdout="[ 77.0] NVRM: _kgspLogRpcTimeout: GPU at PCI:0000:00:06.0: Timeout waiting for RPC from GSP!\n")
+    result = judge(ev, "gpu.xid")  # NVIDIA/open-gpu-kernel-modules#446
+    assert result.status.value == "fail" and "Xid 119" in result.details[0] and "525.105.17" in result.fix
+
+
+# gpu.p2p --------------------------------------------------------------------------------------
+P2P_OK = (FIXTURES / "p2p-8gpu-passthrough/nvidia-smi-topo-p2p-r.out").read_text()
+
+
+def v100_with_p2p(matrix: str):
+    ev = fixture("v100s-8gpu-training-460")
+    command(ev, "nvidia-smi topo -p2p r", stdout=matrix)
+    return ev
+
+
+def test_p2p_ok_between_all_eight():
+    assert judge(v100_with_p2p(P2P_OK), "gpu.p2p").summary == "every pair of the 8 GPUs can use peer-to-peer reads"
+
+
+def test_p2p_blocked_by_the_chipset():
+    rows = P2P_OK.splitlines()
+    rows[1] = rows[1].replace("X\tOK", "X\tCNS", 1)
+    rows[2] = rows[2].replace("OK\tX", "CNS\tX", 1)
+    result = judge(v100_with_p2p("\n".join(rows) + "\n"), "gpu.p2p")
+    assert result.status.value == "warn" and result.details == ("GPU0-GPU1: CNS (the chipset does not support it)",)
+    assert "iommu=pt" in result.fix and "NCCL_P2P_DISABLE=1" in result.fix
+
+
+def test_p2p_skipped_on_one_gpu():
+    ev = h200()
+    command(ev, "nvidia-smi topo -p2p r", stdout=" \tGPU0\t\n GPU0\tX\t\n")
+    assert judge(ev, "gpu.p2p").summary == "one GPU: no peer-to-peer traffic"
