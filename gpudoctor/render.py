@@ -49,10 +49,16 @@ def _area_line(area: str, results: list[Result]) -> Line:
         reasons = sorted({r.summary for r in results})
         return [(f"{mark} ", style), (f"{area:<9}", "bold"), (f"skipped: {reasons[0]}" if len(reasons) == 1 else "skipped", style)]
     mark, style = MARKS[max(judged, key=lambda s: s.rank)]
-    counts = [f"{sum(r.status == s for r in results)} {word}" for s, word in
-              ((Status.FAIL, "failed"), (Status.ERROR, "errors"), (Status.WARN, "warnings"), (Status.PASS, "passed"),
-               (Status.SKIP, "skipped")) if any(r.status == s for r in results)]
-    return [(f"{mark} ", style), (f"{area:<9}", "bold"), (", ".join(counts), "")]
+    counts = {status: sum(r.status == status for r in results) for status in Status}
+    return [(f"{mark} ", style), (f"{area:<9}", "bold"), (_tally(counts, skip_zero=True), "")]
+
+
+def _tally(counts: dict, skip_zero: bool = False) -> str:
+    """'1 failed, 2 warnings, 20 passed', in order of gravity."""
+    words = ((Status.FAIL, "failed", "failed"), (Status.ERROR, "error", "errors"), (Status.WARN, "warning", "warnings"),
+             (Status.PASS, "passed", "passed"), (Status.SKIP, "skipped", "skipped"))
+    return ", ".join(f"{counts[s]} {one if counts[s] == 1 else many}" for s, one, many in words
+                     if counts[s] or not skip_zero)
 
 
 def _result_lines(result: Result, verbose: bool) -> Iterable[Line]:
@@ -105,9 +111,8 @@ def verdict_lines(run: Run, exit_code: int, verbose: bool = False) -> list[Line]
     for area, results in _areas(shown).items():
         lines.append([])
         lines += [line for r in results for line in _result_lines(r, verbose)]
-    counts = run.counts()
-    lines += [[], [(f"{counts['fail']} failed, {counts['error']} errors, {counts['warn']} warnings, {counts['pass']} passed, "
-                    f"{counts['skip']} skipped · exit code {exit_code}", "bold")]]
+    counts = {status: count for status, count in zip(Status, run.counts().values())}
+    lines += [[], [(f"{_tally(counts)} · exit code {exit_code}", "bold")]]
     return lines
 
 
