@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from gpudoctor import fixes, kb
+from gpudoctor.gpus import bus_id, gpu_devices
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import parse_p2p_matrix
-from gpudoctor.plugin import check, collector, fail, ok, skip, warn
+from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
 GIB = 1 << 30
 NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
@@ -54,40 +55,14 @@ def nvswitch_count(pci: dict | None) -> int | None:
     return None if switches is None else len(switches)
 
 
-def bus_id(raw: str | None) -> str:
-    """'00000000:00:06.0' (NVML) and '0000:00:06.0' (sysfs) to one lower-case form."""
-    raw = (raw or "").lower()
-    return raw[4:] if len(raw.split(":")[0]) == 8 else raw
-
-
-def _value(raw):
-    """None where NVML or nvidia-smi had no answer; a list of only such answers is None too."""
-    if isinstance(raw, list):
-        values = [_value(item) for item in raw]
-        return None if values and all(v is None for v in values) else values
-    return None if isinstance(raw, dict) and "error" in raw else raw
-
-
-def gpu_devices(nvml: dict | None, nvidia_smi: dict | None) -> list[dict]:
-    """Every GPU from NVML, else from nvidia-smi's XML, with unsupported fields as None."""
-    source = nvml if nvml and not nvml.get("error") else (nvidia_smi or {}).get("parsed") or {}
-    devices = []
-    for position, raw in enumerate(source.get("devices") or []):
-        device = {"index": position, **{key: _value(value) for key, value in raw.items()}}
-        cc = device.get("cuda_compute_capability")
-        device["cc"] = tuple(cc) if cc else None
-        device["bus"] = bus_id((device.get("pci") or {}).get("busId"))
-        device["label"] = f"GPU{device.get('index')}" + (f" ({device['bus']})" if device["bus"] else "")
-        devices.append(device)
-    return devices
-
-
-def _gpus(driver, nvml, nvidia_smi):
-    """The GPUs to judge, or the skip verdict that says why there are none."""
+def _gpus(driver, nvml, nvidia_smi) -> list[dict]:
+    """The GPUs to judge; skips the check, saying why, when there are none."""
     if driver is not None and not driver.get("loaded"):
-        return skip(NO_MODULE)
+        raise Skip(NO_MODULE)
     devices = [d for d in gpu_devices(nvml, nvidia_smi) if not d.get("error")]
-    return devices or skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
+    if not devices:
+        raise Skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
+    return devices
 
 
 @check("gpu.visible", "Every GPU on the bus is usable", needs=("driver",), uses=("pci", "nvml", "nvidia_smi", "kernel_log", "os"))
@@ -122,8 +97,6 @@ def visible(driver, pci, nvml, nvidia_smi, kernel_log, os):
 @check("gpu.inventory", "GPUs, memory and compute capability", uses=("driver", "nvml", "nvidia_smi"))
 def inventory(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
-    if not isinstance(devices, list):
-        return devices
     lines = []
     for d in devices:
         memory = (d.get("memory") or {}).get("total")
@@ -136,8 +109,6 @@ def inventory(driver, nvml, nvidia_smi):
 @check("gpu.ecc", "ECC enabled, no uncorrected errors", uses=("driver", "nvml", "nvidia_smi"))
 def ecc(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
-    if not isinstance(devices, list):
-        return devices
     bad = [d for d in devices if (d.get("ecc_uncorrected_volatile") or 0) > 0]
     if bad:
         d = bad[0]
@@ -162,8 +133,6 @@ def ecc(driver, nvml, nvidia_smi):
 @check("gpu.memory_health", "No pending or failed row remaps or page retirements", uses=("driver", "nvml", "nvidia_smi"))
 def memory_health(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
-    if not isinstance(devices, list):
-        return devices
     for d in devices:
         rows = d.get("remapped_rows")
         if isinstance(rows, list) and len(rows) == 4 and rows[3]:
@@ -205,8 +174,6 @@ def xid(kernel_log, driver):
 @check("gpu.pcie_link", "PCIe link at full speed", uses=("driver", "nvml", "nvidia_smi"))
 def pcie_link(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
-    if not isinstance(devices, list):
-        return devices
     slow, idle_notes = [], []
     for d in devices:
         gen, gen_max, width, width_max = (d.get(k) for k in ("pcie_gen_cur", "pcie_gen_max", "pcie_width_cur", "pcie_width_max"))
@@ -228,8 +195,6 @@ def pcie_link(driver, nvml, nvidia_smi):
 @check("gpu.thermal", "Temperature and clock throttling", uses=("driver", "nvml", "nvidia_smi"))
 def thermal(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
-    if not isinstance(devices, list):
-        return devices
     hot = []
     for d in devices:
         reasons = [name for bit, name in THROTTLE.items() if (d.get("throttle_reasons") or 0) & bit]
@@ -250,8 +215,6 @@ def thermal(driver, nvml, nvidia_smi):
 @check("gpu.mig", "MIG mode as intended", uses=("driver", "nvml", "nvidia_smi"))
 def mig(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
-    if not isinstance(devices, list):
-        return devices
     modes = [(d, d.get("mig_mode")) for d in devices if isinstance(d.get("mig_mode"), list)]
     on = [d for d, m in modes if m[0] == 1]
     pending = [d for d, m in modes if m[0] != m[1]]
@@ -269,8 +232,6 @@ def mig(driver, nvml, nvidia_smi):
 @check("gpu.compute_mode", "Compute mode lets processes in", uses=("driver", "nvml", "nvidia_smi"))
 def compute_mode(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
-    if not isinstance(devices, list):
-        return devices
     odd = [d for d in devices if d.get("compute_mode") not in (None, 0)]
     if not odd:
         return ok("compute mode Default on every GPU")
@@ -286,8 +247,6 @@ def compute_mode(driver, nvml, nvidia_smi):
 @check("gpu.processes", "No other processes holding GPU memory", uses=("driver", "nvml", "nvidia_smi"))
 def processes(driver, nvml, nvidia_smi):
     devices = _gpus(driver, nvml, nvidia_smi)
-    if not isinstance(devices, list):
-        return devices
     lines, busy = [], []
     for d in devices:
         memory = d.get("memory") or {}
@@ -330,8 +289,6 @@ def _hidden_tokens(value: str, devices: list[dict]) -> list[str]:
 @check("gpu.visible_devices", "CUDA_VISIBLE_DEVICES shows the GPUs", needs=("environment",), uses=("driver", "nvml", "nvidia_smi", "container"))
 def visible_devices(environment, driver, nvml, nvidia_smi, container):
     devices = _gpus(driver, nvml, nvidia_smi)
-    if not isinstance(devices, list):
-        return devices
     value = environment.get("CUDA_VISIBLE_DEVICES")
     runtime = environment.get("NVIDIA_VISIBLE_DEVICES")
     valid = ",".join(str(d["index"]) for d in devices)
@@ -361,8 +318,6 @@ P2P_MEANING = {"CNS": "the chipset does not support it", "GNS": "the GPU does no
 @check("gpu.p2p", "Peer-to-peer access between GPUs", needs=("p2p",), uses=("driver", "nvml", "nvidia_smi", "os"))
 def p2p(p2p, driver, nvml, nvidia_smi, os):
     devices = _gpus(driver, nvml, nvidia_smi)
-    if not isinstance(devices, list):
-        return devices
     if len(devices) < 2:
         return skip("one GPU: no peer-to-peer traffic")
     if p2p["matrix"] is None:

@@ -17,6 +17,7 @@ import os
 import pwd
 import shlex
 import signal
+import stat as st
 import subprocess
 import sys
 import threading
@@ -105,6 +106,11 @@ class Evidence:
         with self._lock:
             self.data[section][key] = value
 
+    def put(self, section: str, value: Any) -> None:
+        """Record a whole section (NVML's answer, the machine's sizes)."""
+        with self._lock:
+            self.data[section] = value
+
     def get(self, section: str, key: str, default: Any = None) -> Any:
         return self.data.get(section, {}).get(key, default)
 
@@ -164,10 +170,11 @@ class LiveHost:
         self.evidence = Evidence()
         source = os.environ if environ is None else environ
         self.environ = {k: source[k] for k in RELEVANT_ENV if k in source}
-        self.evidence.data["env"] = dict(self.environ)
+        self.evidence.put("env", dict(self.environ))
         self._children: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._closed = False
+        self._spawning = 0
 
     # -- commands -------------------------------------------------------------------
     def run(self, argv: list[str] | tuple[str, ...], timeout: float | None = None) -> CommandResult:
@@ -178,25 +185,17 @@ class LiveHost:
 
     def _execute(self, argv: tuple[str, ...], timeout: float | None) -> CommandResult:
         limit = self.timeout if timeout is None else timeout
-        if self._closed:
-            return CommandResult(argv, None, error=INTERRUPTED)
-        env = dict(os.environ, LC_ALL="C", LANG="C")
         start = time.monotonic()
         try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=env, start_new_session=True,
-            )
+            proc = self._spawn(argv)
         except FileNotFoundError:
             return CommandResult(argv, None, error=NOT_FOUND)
         except PermissionError:
             return CommandResult(argv, None, error=DENIED)
         except OSError as exc:
             return CommandResult(argv, None, error=str(exc))
-        with self._lock:
-            self._children.add(proc)
-            if self._closed:  # closed while this one was starting: it must not outlive gpudoctor
-                _kill_group(proc)
+        if proc is None:
+            return CommandResult(argv, None, error=INTERRUPTED)
         try:
             out, err = proc.communicate(timeout=limit)
             error = None
@@ -214,6 +213,24 @@ class LiveHost:
             round(time.monotonic() - start, 4), error, truncated,
         )
 
+    def _spawn(self, argv: tuple[str, ...]) -> subprocess.Popen | None:
+        """Start argv in its own session, registered for killing; None once the host is closed."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._spawning += 1
+        proc = None
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=dict(os.environ, LC_ALL="C", LANG="C"), start_new_session=True)
+        finally:
+            with self._lock:
+                self._spawning -= 1
+                if proc is not None:
+                    self._children.add(proc)
+                self._lock.notify_all()
+        return proc
+
     def kill_children(self) -> None:
         """Kill every command still running (abandoning a hung collector)."""
         with self._lock:
@@ -222,9 +239,14 @@ class LiveHost:
             _kill_group(proc)
 
     def close(self) -> None:
-        """Kill every command still running and refuse new ones (Ctrl-C, or the run is over)."""
+        """Kill every command still running and refuse new ones (Ctrl-C, or the run is over).
+
+        Waits for commands being started right now: their threads are daemons, frozen once
+        gpudoctor exits, so a child they start after this would otherwise outlive it.
+        """
         with self._lock:
             self._closed = True
+            self._lock.wait_for(lambda: self._spawning == 0, timeout=2.0)
         self.kill_children()
 
     # -- files ----------------------------------------------------------------------
@@ -290,7 +312,7 @@ class LiveHost:
             "memory_total": memory.total,
             "memory_available": memory.available,
         }
-        self.evidence.data["machine"] = info
+        self.evidence.put("machine", info)
         return info
 
     def user(self) -> dict:
@@ -301,14 +323,15 @@ class LiveHost:
         except KeyError:
             name = str(uid)
         info = {"uid": uid, "name": name, "groups": sorted({_group_name(g) for g in os.getgroups()})}
-        self.evidence.data["user"] = info
+        self.evidence.put("user", info)
         return info
 
     # -- NVML -------------------------------------------------------------------------
     def nvml(self, timeout: float | None = None) -> dict:
         """NVML's answers from a worker process, so a hung NVML costs only `timeout`."""
         result = self._execute((sys.executable, "-m", "gpudoctor.nvml_probe"), timeout)
-        self.evidence.data["nvml"] = info = nvml_answer(result)
+        info = nvml_answer(result)
+        self.evidence.put("nvml", info)
         return info
 
 
@@ -334,8 +357,6 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _kind(mode: int) -> str:
-    import stat as st
-
     for test, name in ((st.S_ISCHR, "char"), (st.S_ISDIR, "dir"), (st.S_ISREG, "file"), (st.S_ISBLK, "block")):
         if test(mode):
             return name

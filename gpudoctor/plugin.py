@@ -27,10 +27,14 @@ from typing import Any, Callable
 
 from gpudoctor.models import Verdict, fail, ok, skip, warn
 
-__all__ = ["Check", "Collector", "check", "collector", "fail", "ok", "skip", "warn", "Verdict"]
+__all__ = ["Check", "Collector", "Skip", "check", "collector", "fail", "ok", "skip", "warn", "Verdict"]
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
 _FACT = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class Skip(Exception):
+    """Raised anywhere inside a check (a shared helper, say) to make it a `skip` with this reason."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import json
 from typing import IO, Iterable
 
 from gpudoctor import __version__
+from gpudoctor.gpus import gpu_devices
 from gpudoctor.models import Result, Run, Status
 
 SCHEMA_VERSION = 1
@@ -88,8 +89,6 @@ def key_facts(facts: dict) -> list[str]:
     cuda = nvml.get("cuda_driver_version")
     if isinstance(cuda, int):
         lines.append(f"CUDA    {cuda // 1000}.{cuda % 1000 // 10} (the newest the driver supports)")
-    from gpudoctor.checks.gpu import gpu_devices
-
     for d in gpu_devices(nvml, facts.get("nvidia_smi")):
         memory = (d.get("memory") or {}).get("total")
         cc = f"sm_{d['cc'][0]}{d['cc'][1]}" if d.get("cc") else "sm_?"

@@ -11,12 +11,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from gpudoctor.host import NotRecorded
 from gpudoctor.models import Result, Status, Verdict, skip
-from gpudoctor.plugin import Check, Collector
+from gpudoctor.plugin import Check, Collector, Skip
 from gpudoctor.plugins import Plugin
 
 GRACE_S = 1.0
@@ -47,8 +47,18 @@ def _error(id: str, title: str, plugin: Plugin, message: str, duration: float = 
     return Result(id, title, Status.ERROR, message, duration_s=duration, plugin=plugin.distribution)
 
 
-def collect(host: Any, jobs: list[tuple[Plugin, Collector]], timeout: float) -> tuple[dict, list[Result], dict]:
-    """Run collectors concurrently; return facts, error results, and each one's seconds."""
+@dataclass
+class Collected:
+    """What the collectors gave: facts by name, error results, seconds each took, and what replay lacked."""
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    errors: list[Result] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    unrecorded: dict[str, str] = field(default_factory=dict)
+
+
+def collect(host: Any, jobs: list[tuple[Plugin, Collector]], timeout: float) -> Collected:
+    """Run collectors concurrently, each under its deadline."""
     done: queue.Queue = queue.Queue()
     started = {}
     for plugin, col in jobs:
@@ -56,10 +66,7 @@ def collect(host: Any, jobs: list[tuple[Plugin, Collector]], timeout: float) -> 
         thread = threading.Thread(target=_collect_one, args=(host, plugin, col, done), daemon=True,
                                   name=f"collect-{col.name}")
         thread.start()
-    facts: dict[str, Any] = {}
-    unrecorded: dict[str, str] = {}
-    errors: list[Result] = []
-    timings: dict[str, float] = {}
+    out = Collected()
     pending = {col.name: (plugin, col) for plugin, col in jobs}
     deadline = {name: started[name] + (col.timeout or timeout) + GRACE_S for name, (_, col) in pending.items()}
     while pending:
@@ -70,26 +77,25 @@ def collect(host: Any, jobs: list[tuple[Plugin, Collector]], timeout: float) -> 
             now = time.monotonic()
             for name in [n for n in pending if deadline[n] <= now]:
                 plugin, col = pending.pop(name)
-                timings[name] = now - started[name]
-                errors.append(_error(f"{_area(plugin, col)}.collect_{name}", f"Collect {name}", plugin,
-                                     f"collector '{name}' of plugin {plugin.name} did not finish within "
-                                     f"{col.timeout or timeout:g} s and was abandoned", timings[name]))
+                out.timings[name] = now - started[name]
+                out.errors.append(_error(f"{_area(plugin, col)}.collect_{name}", f"Collect {name}", plugin,
+                                         f"collector '{name}' of plugin {plugin.name} did not finish within "
+                                         f"{col.timeout or timeout:g} s and was abandoned", out.timings[name]))
             continue
         if name not in pending:
             continue
         plugin, col = pending.pop(name)
-        timings[name] = time.monotonic() - started[name]
+        out.timings[name] = time.monotonic() - started[name]
         if exc is None:
-            facts[name] = value
+            out.facts[name] = value
         elif isinstance(exc, NotRecorded):
-            unrecorded[name] = str(exc)
+            out.unrecorded[name] = str(exc)
         else:
-            errors.append(_error(f"{_area(plugin, col)}.collect_{name}", f"Collect {name}", plugin,
-                                 f"collector '{name}' of plugin {plugin.name} raised {exc}", timings[name]))
-    if errors:
+            out.errors.append(_error(f"{_area(plugin, col)}.collect_{name}", f"Collect {name}", plugin,
+                                     f"collector '{name}' of plugin {plugin.name} raised {exc}", out.timings[name]))
+    if out.errors:
         host.kill_children()
-    timings["not_recorded"] = unrecorded
-    return facts, errors, timings
+    return out
 
 
 def _area(plugin: Plugin, col: Collector) -> str:
@@ -110,19 +116,21 @@ def _collect_one(host: Any, plugin: Plugin, col: Collector, done: queue.Queue) -
         done.put((col.name, value, None))
 
 
-def judge(plugin: Plugin, chk: Check, facts: dict, unrecorded: dict | None = None) -> Result:
+def judge(plugin: Plugin, chk: Check, facts: dict, unrecorded: dict[str, str]) -> Result:
     """Run one check on the facts; a missing required fact makes it a skip."""
     start = time.perf_counter()
     missing = [name for name in chk.needs if name not in facts]
     try:
         if missing:
-            why = [f"{name} ({(unrecorded or {})[name]} not recorded)" if name in (unrecorded or {}) else name for name in missing]
+            why = [f"{name} ({unrecorded[name]} not recorded)" if name in unrecorded else name for name in missing]
             verdict = skip(f"facts not collected: {', '.join(why)}")
         else:
             args = {name: facts.get(name) for name in chk.needs + chk.uses}
             verdict = chk.func(**args)
             if not isinstance(verdict, Verdict):
                 raise TypeError(f"returned {type(verdict).__name__}, not a Verdict")
+    except Skip as reason:
+        verdict = skip(str(reason))
     except Exception as exc:
         return _error(chk.id, chk.title, plugin, f"check {chk.id} of plugin {plugin.name} raised "
                       f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
@@ -149,15 +157,14 @@ def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selectio
                 chosen.append((plugin, chk))
     wanted = {name for _, chk in chosen for name in chk.needs + chk.uses}
     jobs = [(p, c) for p in plugins for c in p.collectors if c.name in wanted]
-    facts, errors, timings = collect(host, jobs, timeout)
-    results.extend(errors)
-    unrecorded = timings.pop("not_recorded")
-    results.extend(judge(plugin, chk, facts, unrecorded) for plugin, chk in chosen)
+    collected = collect(host, jobs, timeout)
+    results.extend(collected.errors)
+    results.extend(judge(plugin, chk, collected.facts, collected.unrecorded) for plugin, chk in chosen)
     order = {}
     for plugin in plugins:
         for chk in plugin.checks:
             order.setdefault(chk.area, len(order))
-    return sorted(results, key=lambda r: (order.get(r.area, len(order)), r.id)), facts, timings
+    return sorted(results, key=lambda r: (order.get(r.area, len(order)), r.id)), collected.facts, collected.timings
 
 
 def _slug(name: str) -> str:

@@ -19,6 +19,22 @@ from gpudoctor.runner import Selection, run_checks
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# What nvidia-smi printed, and its exit code, in real incidents: category -> (rc, output). Sources:
+# tinygrad/open-gpu-kernel-modules#47 and mozilla/translations#1167 (mismatch, exit 18), NVIDIA/nvidia-docker#365
+# (driver not loaded) and #284 (permissions), NVIDIA/open-gpu-kernel-modules#862 (no devices),
+# NVIDIA/nvidia-container-toolkit#48 (container lost its devices); exit codes from nvidia-smi(1).
+NVIDIA_SMI_FAILURES = {
+    "version_mismatch": (18, "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 580.95\n"),
+    "driver_not_loaded": (9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that "
+                             "the latest NVIDIA driver is installed and running."),
+    "no_permission": (4, "Failed to initialize NVML: Insufficient Permissions"),
+    "no_devices": (6, "No devices were found"),
+    "gpu_lost": (15, "Unable to determine the device handle for GPU0000:00:06.0: GPU is lost.  Reboot the system to recover this GPU"),
+    "inforom_corrupt": (14, "WARNING: infoROM is corrupted at gpu 0000:00:06.0"),
+    "nvml_unknown_error": (255, "Failed to initialize NVML: Unknown Error"),
+    "other": (3, "Unknown option"),
+}
+
 
 @functools.lru_cache(maxsize=None)
 def _fixture_data(name: str) -> dict:

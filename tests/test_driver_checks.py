@@ -2,13 +2,12 @@
 
 import pytest
 
-from evidence_helpers import command, env, file, fixture, judge, listdir, nvml_device, stat, this_machine
+from evidence_helpers import NVIDIA_SMI_FAILURES, command, env, file, fixture, judge, listdir, nvml_device, stat, this_machine
 
 ROCKY = 'ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\nPRETTY_NAME="Rocky Linux 9.4 (Blue Onyx)"\n'
 SLES = 'NAME="SLES"\nVERSION_ID="15.6"\nID="sles"\nID_LIKE="suse"\nPRETTY_NAME="SUSE Linux Enterprise Server 15 SP6"\n'
 DEBIAN = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nID=debian\n'
 PROPRIETARY = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build  (dvs-builder@U16-I3-B03-4-3)\n"
-MISMATCH = "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 580.95\n"  # tinygrad/open-gpu-kernel-modules#47
 
 
 def h200():
@@ -103,7 +102,7 @@ def test_library_mismatch_after_an_upgrade_without_reboot():
     ev.data["nvml"] = {"error": {"name": "NVMLError_LibRmVersionMismatch", "code": 18,
                                  "message": "RM has detected an NVML/RM version mismatch."},
                        "library_path": "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.580.95.05", "library_version": "580.95.05"}
-    command(ev, "nvidia-smi -q -x", rc=18, stdout=MISMATCH)  # exit 18: mozilla/translations#1167
+    command(ev, "nvidia-smi -q -x", rc=18, stdout=NVIDIA_SMI_FAILURES["version_mismatch"][1])
     result = judge(ev, "driver.nvml_matches_kernel")
     assert result.status.value == "fail" and "kernel module 580.159.04, NVML library 580.95.05" in result.summary
     assert result.fix.startswith("sudo reboot") and "sudo apt-mark hold 'nvidia-*' 'libnvidia-*'" in result.fix
@@ -132,19 +131,13 @@ def test_nvml_matches_on_the_h200_and_skips_without_answer():
 
 
 # driver.nvidia_smi ----------------------------------------------------------------------------
-@pytest.mark.parametrize("rc, output, fix", [
-    (18, MISMATCH, "sudo reboot"),
-    (9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA "
-        "driver is installed and running.", "sudo modprobe nvidia"),
-    (4, "Failed to initialize NVML: Insufficient Permissions", "usermod -aG video"),
-    (6, "No devices were found", "RmInitAdapter"),
-    (15, "Unable to determine the device handle for GPU0000:00:06.0: GPU is lost.  Reboot the system to recover this GPU",
-     "sudo reboot"),
-    (14, "WARNING: infoROM is corrupted at gpu 0000:00:06.0", "RMA"),
-    (255, "Failed to initialize NVML: Unknown Error", "nvidia-ctk system create-dev-char-symlinks --create-all"),
-    (3, "Unknown option", "sudo dmesg | grep -i nvrm"),
+@pytest.mark.parametrize("category, fix", [
+    ("version_mismatch", "sudo reboot"), ("driver_not_loaded", "sudo modprobe nvidia"), ("no_permission", "usermod -aG video"),
+    ("no_devices", "RmInitAdapter"), ("gpu_lost", "sudo reboot"), ("inforom_corrupt", "RMA"),
+    ("nvml_unknown_error", "nvidia-ctk system create-dev-char-symlinks --create-all"), ("other", "sudo dmesg | grep -i nvrm"),
 ])
-def test_nvidia_smi_failures_get_the_fix_for_their_cause(rc, output, fix):
+def test_nvidia_smi_failures_get_the_fix_for_their_cause(category, fix):
+    rc, output = NVIDIA_SMI_FAILURES[category]
     ev = h200()
     command(ev, "nvidia-smi -q -x", rc=rc, stdout=output)
     result = judge(ev, "driver.nvidia_smi")

@@ -14,7 +14,14 @@ from gpudoctor.runner import Selection, run_checks, unknown_names
 
 PLUGIN = '''
 import time
-from gpudoctor.plugin import check, collector, fail, ok, warn
+from gpudoctor.plugin import Skip, check, collector, fail, ok, warn
+
+def _needs_gpus():
+    raise Skip("no GPUs in this rack")
+
+@check("acme.raises_skip", "A helper that skips")
+def raises_skip():
+    _needs_gpus()
 
 @collector("acme_site")
 def site(host):
@@ -89,13 +96,14 @@ def test_third_party_plugin_runs_like_a_builtin_and_its_failures_are_results(tmp
     install_fake_distribution(tmp_path, monkeypatch, "acme-gpudoctor-checks", "acme_checks", PLUGIN)
     plugins = load_plugins()
     acme = [p for p in plugins if p.name == "acme_checks"][0]
-    assert acme.distribution == "acme-gpudoctor-checks" and len(acme.checks) == 5
+    assert acme.distribution == "acme-gpudoctor-checks" and len(acme.checks) == 6
     start = time.monotonic()
     host = LiveHost(timeout=5)
     results, facts, _ = run_checks(plugins, host, Selection(only=frozenset({"acme"})), timeout=5)
     took = time.monotonic() - start
     by_id = {r.id: r for r in results}
     assert by_id["acme.scratch"].status == Status.PASS and by_id["acme.scratch"].plugin == "acme-gpudoctor-checks"
+    assert (by_id["acme.raises_skip"].status, by_id["acme.raises_skip"].summary) == (Status.SKIP, "no GPUs in this rack")
     assert by_id["acme.crash"].status == Status.ERROR and "KeyError" in by_id["acme.crash"].summary
     assert by_id["acme.collect_acme_broken"].status == Status.ERROR and "disk on fire" in by_id["acme.collect_acme_broken"].summary
     assert by_id["acme.needs_broken"].status == Status.SKIP

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evidence_helpers import FIXTURES
+from evidence_helpers import FIXTURES, NVIDIA_SMI_FAILURES
 from gpudoctor import parsers
 
 H200 = FIXTURES / "h200-2026-11-26"
@@ -50,22 +50,11 @@ def test_proprietary_module_version_line():
     assert parsers.parse_driver_version(line) == {"version": "550.90.07", "open": False}
 
 
-@pytest.mark.parametrize("rc, output, category", [
-    (18, "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 570.124", "version_mismatch"),
-    (9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest "
-        "NVIDIA driver is installed and running.", "driver_not_loaded"),
-    (4, "Failed to initialize NVML: Insufficient Permissions", "no_permission"),
-    (6, "No devices were found", "no_devices"),
-    (15, "Unable to determine the device handle for GPU0000:44:00.0: GPU is lost.  Reboot the system to recover this GPU",
-     "gpu_lost"),
-    (255, "Failed to initialize NVML: Unknown Error", "nvml_unknown_error"),
-    (12, "", "nvml_missing"),
-    (3, "something new", "other"),
-])
-def test_nvidia_smi_failures_from_incident_reports(rc, output, category):
-    # messages as quoted in tinygrad/open-gpu-kernel-modules#47, NVIDIA/nvidia-docker#365 and #284,
-    # NVIDIA/open-gpu-kernel-modules#862, NVIDIA/nvidia-container-toolkit#48; exit codes from nvidia-smi(1)
+@pytest.mark.parametrize("category", sorted(NVIDIA_SMI_FAILURES))
+def test_nvidia_smi_failures_from_incident_reports(category):
+    rc, output = NVIDIA_SMI_FAILURES[category]
     assert parsers.classify_smi_failure(rc, output) == category
+    assert parsers.classify_smi_failure(12, "") == "nvml_missing"  # the exit code alone, when nothing was printed
 
 
 def test_kernel_log_of_the_h200_capture_has_no_xid_but_flags_legacy_persistence():

@@ -1,0 +1,35 @@
+"""One list of GPUs from two sources: NVML, else `nvidia-smi -q -x` (an any-of combiner).
+
+Both sources give the same per-GPU keys (see nvml_probe and parsers.parse_smi_xml); here
+unsupported fields become None, and each GPU gets its index, bus id and a label.
+"""
+
+from __future__ import annotations
+
+
+def bus_id(raw: str | None) -> str:
+    """'00000000:00:06.0' (NVML) and '0000:00:06.0' (sysfs) to one lower-case form."""
+    raw = (raw or "").lower()
+    return raw[4:] if len(raw.split(":")[0]) == 8 else raw
+
+
+def _value(raw):
+    """None where NVML or nvidia-smi had no answer; a list of only such answers is None too."""
+    if isinstance(raw, list):
+        values = [_value(item) for item in raw]
+        return None if values and all(v is None for v in values) else values
+    return None if isinstance(raw, dict) and "error" in raw else raw
+
+
+def gpu_devices(nvml: dict | None, nvidia_smi: dict | None) -> list[dict]:
+    """Every GPU from NVML, else from nvidia-smi's XML, with unsupported fields as None."""
+    source = nvml if nvml and not nvml.get("error") else (nvidia_smi or {}).get("parsed") or {}
+    devices = []
+    for position, raw in enumerate(source.get("devices") or []):
+        device = {"index": position, **{key: _value(value) for key, value in raw.items()}}
+        cc = device.get("cuda_compute_capability")
+        device["cc"] = tuple(cc) if cc else None
+        device["bus"] = bus_id((device.get("pci") or {}).get("busId"))
+        device["label"] = f"GPU{device.get('index')}" + (f" ({device['bus']})" if device["bus"] else "")
+        devices.append(device)
+    return devices
