@@ -96,6 +96,7 @@ def _install(os, nvml, nvidia_smi) -> str:
 
 @check("driver.loaded", "NVIDIA kernel module loaded", needs=("driver",), uses=("os", "container", "pci", "nvidia_smi", "nvml"))
 def loaded(driver, os, container, pci, nvidia_smi, nvml):
+    """Without the kernel module nothing else can work (A2)."""
     if (container or {}).get("wsl") or (os or {}).get("wsl"):
         if nvidia_smi and nvidia_smi.get("parsed"):
             return ok(f"WSL2 uses the Windows driver {nvidia_smi['parsed'].get('driver_version')}")
@@ -118,6 +119,7 @@ def loaded(driver, os, container, pci, nvidia_smi, nvml):
 
 @check("driver.module_flavor", "Open or proprietary module fits the GPUs", needs=("driver",), uses=("nvml", "nvidia_smi", "os"))
 def module_flavor(driver, nvml, nvidia_smi, os):
+    """Blackwell needs the open module; pre-Turing GPUs need the proprietary one (A6, A7)."""
     if not driver["loaded"]:
         return skip(NO_MODULE)
     devices = [d for d in gpu_devices(nvml, nvidia_smi) if d.get("cc")]
@@ -146,6 +148,7 @@ def _library_version(nvml: dict) -> str | None:
 @check("driver.nvml_matches_kernel", "NVML library matches the kernel module", needs=("driver", "nvml"),
        uses=("nvidia_smi", "kernel_log", "os"))
 def nvml_matches_kernel(driver, nvml, nvidia_smi, kernel_log, os):
+    """User-space upgraded under a running module: 'Driver/library version mismatch' (A1)."""
     if not driver["loaded"]:
         return skip(NO_MODULE)
     error = nvml.get("error") or {}
@@ -182,6 +185,7 @@ _SMI_FIXES = {
 
 @check("driver.nvidia_smi", "nvidia-smi works", needs=("nvidia_smi",), uses=("driver", "os"))
 def nvidia_smi(nvidia_smi, driver, os):
+    """nvidia-smi's failure message and exit code name the cause; a hang means a lost GPU."""
     if driver and not driver["loaded"]:
         return skip(NO_MODULE)
     if nvidia_smi["error"] == NOT_FOUND:
@@ -204,6 +208,7 @@ def nvidia_smi(nvidia_smi, driver, os):
 
 @check("driver.device_nodes", "GPU device nodes usable", needs=("devices",), uses=("driver", "container", "os"))
 def device_nodes(devices, driver, container, os):
+    """Missing or unreadable /dev/nvidia* nodes: 'Insufficient Permissions', or a container without GPUs (A11, E44)."""
     nodes = {path: info for path, info in devices["nodes"].items() if info}
     gpus = sorted(p for p in nodes if p[len("/dev/nvidia"):].isdigit())
     kind = container_kind(container)
@@ -231,6 +236,7 @@ def device_nodes(devices, driver, container, os):
 
 @check("driver.uvm", "nvidia_uvm loaded", needs=("devices",), uses=("modules", "driver", "kernel_log", "os"))
 def uvm(devices, modules, driver, kernel_log, os):
+    """Without nvidia_uvm, cuInit fails with an 'unknown error' (A10, A14)."""
     if driver and not driver["loaded"]:
         return skip(NO_MODULE)
     hmm = ((kernel_log or {}).get("flags") or {}).get("uvm_hmm_kaslr")
@@ -252,6 +258,7 @@ def uvm(devices, modules, driver, kernel_log, os):
 
 @check("driver.persistence", "Persistence mode", uses=("driver", "nvml", "nvidia_smi", "services", "kernel_log"))
 def persistence(driver, nvml, nvidia_smi, services, kernel_log):
+    """Without persistence each CUDA start re-initialises the GPUs; legacy -pm 1 is going away (A12)."""
     if driver and not driver["loaded"]:
         return skip(NO_MODULE)
     daemon = ((services or {}).get("states") or {}).get("nvidia-persistenced")
@@ -275,6 +282,7 @@ def persistence(driver, nvml, nvidia_smi, services, kernel_log):
 
 @check("driver.fabric_manager", "Fabric manager where NVSwitch needs it", needs=("driver",), uses=("pci", "services", "nvml", "os"))
 def fabric_manager(driver, pci, services, nvml, os):
+    """NVSwitch boards need the fabric manager before CUDA starts (error 802); other boards do not (B15, B16)."""
     if not driver["loaded"]:
         return skip(NO_MODULE)
     switches = nvswitch_count(pci)
@@ -300,6 +308,7 @@ def fabric_manager(driver, pci, services, nvml, os):
 
 @check("driver.container_cuda", "The image's CUDA fits the host driver", needs=("environment",), uses=("nvml", "nvidia_smi"))
 def container_cuda(environment, nvml, nvidia_smi):
+    """An image built for a newer CUDA than the host driver fails with error 35 (E45)."""
     requirement = environment.get("NVIDIA_REQUIRE_CUDA")
     match = re.search(r"cuda>=(\d+\.\d+)", requirement or "")
     if not match:

@@ -67,6 +67,7 @@ def _gpus(driver, nvml, nvidia_smi) -> list[dict]:
 
 @check("gpu.visible", "Every GPU on the bus is usable", needs=("driver",), uses=("pci", "nvml", "nvidia_smi", "kernel_log", "os"))
 def visible(driver, pci, nvml, nvidia_smi, kernel_log, os):
+    """A GPU on the bus but unclaimed, lost, or dropped by this driver branch is silently missing (A7, B20)."""
     if not driver["loaded"]:
         return skip(NO_MODULE)
     legacy = ((kernel_log or {}).get("flags") or {}).get("legacy_gpu")
@@ -96,6 +97,7 @@ def visible(driver, pci, nvml, nvidia_smi, kernel_log, os):
 
 @check("gpu.inventory", "GPUs, memory and compute capability", uses=("driver", "nvml", "nvidia_smi"))
 def inventory(driver, nvml, nvidia_smi):
+    """What there is: each GPU's name, memory and compute capability."""
     devices = _gpus(driver, nvml, nvidia_smi)
     lines = []
     for d in devices:
@@ -108,6 +110,7 @@ def inventory(driver, nvml, nvidia_smi):
 
 @check("gpu.ecc", "ECC enabled, no uncorrected errors", uses=("driver", "nvml", "nvidia_smi"))
 def ecc(driver, nvml, nvidia_smi):
+    """Uncorrected ECC errors corrupt or kill training; ECC off hides them (B17)."""
     devices = _gpus(driver, nvml, nvidia_smi)
     bad = [d for d in devices if (d.get("ecc_uncorrected_volatile") or 0) > 0]
     if bad:
@@ -132,6 +135,7 @@ def ecc(driver, nvml, nvidia_smi):
 
 @check("gpu.memory_health", "No pending or failed row remaps or page retirements", uses=("driver", "nvml", "nvidia_smi"))
 def memory_health(driver, nvml, nvidia_smi):
+    """A pending row remap applies only after a reset; a failed one means RMA (B18)."""
     devices = _gpus(driver, nvml, nvidia_smi)
     for d in devices:
         rows = d.get("remapped_rows")
@@ -149,6 +153,7 @@ def memory_health(driver, nvml, nvidia_smi):
 
 @check("gpu.xid", "No Xid errors in the kernel log", needs=("kernel_log",), uses=("driver",))
 def xid(kernel_log, driver):
+    """Xid events since boot say what the driver saw go wrong, and what to do (B19-B23)."""
     if not kernel_log["readable"]:
         why = "kernel.dmesg_restrict=1 limits it to root" if kernel_log.get("restricted") else kernel_log.get("error")
         return skip(f"the kernel log is not readable ({why})",
@@ -173,6 +178,7 @@ def xid(kernel_log, driver):
 
 @check("gpu.pcie_link", "PCIe link at full speed", uses=("driver", "nvml", "nvidia_smi"))
 def pcie_link(driver, nvml, nvidia_smi):
+    """A link below its capability slows every host-device copy; idle links train down legitimately (B24)."""
     devices = _gpus(driver, nvml, nvidia_smi)
     slow, idle_notes = [], []
     for d in devices:
@@ -194,6 +200,7 @@ def pcie_link(driver, nvml, nvidia_smi):
 
 @check("gpu.thermal", "Temperature and clock throttling", uses=("driver", "nvml", "nvidia_smi"))
 def thermal(driver, nvml, nvidia_smi):
+    """Thermal or power throttling cuts clocks, and throughput with them (B25)."""
     devices = _gpus(driver, nvml, nvidia_smi)
     hot = []
     for d in devices:
@@ -209,11 +216,12 @@ def thermal(driver, nvml, nvidia_smi):
                         "# fix the cooling (fans, airflow, inlet temperature) or power (cables, PSU, BMC power cap)\n"
                         "sudo nvidia-smi -pl <default watts>   # if someone lowered the power limit", details=hot)
     temps = [d["temperature_gpu"] for d in devices if d.get("temperature_gpu") is not None]
-    return ok(f"no thermal or power throttling" + (f"; hottest GPU {max(temps)} °C" if temps else ""))
+    return ok("no thermal or power throttling" + (f"; hottest GPU {max(temps)} °C" if temps else ""))
 
 
 @check("gpu.mig", "MIG mode as intended", uses=("driver", "nvml", "nvidia_smi"))
 def mig(driver, nvml, nvidia_smi):
+    """MIG splits each GPU: a process sees one slice, not the GPU (B26)."""
     devices = _gpus(driver, nvml, nvidia_smi)
     modes = [(d, d.get("mig_mode")) for d in devices if isinstance(d.get("mig_mode"), list)]
     on = [d for d, m in modes if m[0] == 1]
@@ -231,6 +239,7 @@ def mig(driver, nvml, nvidia_smi):
 
 @check("gpu.compute_mode", "Compute mode lets processes in", uses=("driver", "nvml", "nvidia_smi"))
 def compute_mode(driver, nvml, nvidia_smi):
+    """Prohibited or exclusive compute modes turn processes away."""
     devices = _gpus(driver, nvml, nvidia_smi)
     odd = [d for d in devices if d.get("compute_mode") not in (None, 0)]
     if not odd:
@@ -246,6 +255,7 @@ def compute_mode(driver, nvml, nvidia_smi):
 
 @check("gpu.processes", "No other processes holding GPU memory", uses=("driver", "nvml", "nvidia_smi"))
 def processes(driver, nvml, nvidia_smi):
+    """Memory held by other processes runs a new job out of memory (E51)."""
     devices = _gpus(driver, nvml, nvidia_smi)
     lines, busy = [], []
     for d in devices:
@@ -288,6 +298,7 @@ def _hidden_tokens(value: str, devices: list[dict]) -> list[str]:
 
 @check("gpu.visible_devices", "CUDA_VISIBLE_DEVICES shows the GPUs", needs=("environment",), uses=("driver", "nvml", "nvidia_smi", "container"))
 def visible_devices(environment, driver, nvml, nvidia_smi, container):
+    """CUDA_VISIBLE_DEVICES or NVIDIA_VISIBLE_DEVICES can hide every GPU or name missing ones (E43)."""
     devices = _gpus(driver, nvml, nvidia_smi)
     value = environment.get("CUDA_VISIBLE_DEVICES")
     runtime = environment.get("NVIDIA_VISIBLE_DEVICES")
@@ -317,6 +328,7 @@ P2P_MEANING = {"CNS": "the chipset does not support it", "GNS": "the GPU does no
 
 @check("gpu.p2p", "Peer-to-peer access between GPUs", needs=("p2p",), uses=("driver", "nvml", "nvidia_smi", "os"))
 def p2p(p2p, driver, nvml, nvidia_smi, os):
+    """Peer-to-peer blocked by ACS or the IOMMU makes NCCL hang or crawl (E48)."""
     devices = _gpus(driver, nvml, nvidia_smi)
     if len(devices) < 2:
         return skip("one GPU: no peer-to-peer traffic")

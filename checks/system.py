@@ -117,6 +117,7 @@ def container_kind(container: dict | None) -> str | None:
 
 @check("system.os", "Linux distribution", needs=("os",))
 def os_release(os):
+    """NVIDIA ships driver packages only for some releases; elsewhere the .run installer is the way."""
     if not os.get("id"):
         return warn("the distribution could not be identified (no /etc/os-release or /etc/lsb-release)",
                     fix="# restore /etc/os-release: it comes with base-files on Debian and Ubuntu, redhat-release or system-release on RHEL")
@@ -132,6 +133,7 @@ def os_release(os):
 
 @check("system.kernel", "Kernel and architecture", needs=("os",))
 def kernel(os):
+    """Driver and framework builds exist for x86_64 and aarch64 only."""
     k = os["kernel"]
     if not k.get("release"):
         return skip("`uname -a` gave no answer")
@@ -144,6 +146,7 @@ def kernel(os):
 
 @check("system.kernel_headers", "Kernel headers for DKMS", needs=("modules", "os"))
 def kernel_headers(modules, os):
+    """A kernel update without its headers leaves DKMS unable to rebuild the module (failure mode A5)."""
     if "dkms" in modules["unrecorded"]:
         return skip("DKMS and the kernel headers were not recorded")
     dkms = [m for m in modules.get("dkms_modules") or [] if m.startswith("nvidia")]
@@ -159,6 +162,7 @@ def kernel_headers(modules, os):
 
 @check("system.secure_boot", "Secure Boot and module signing", needs=("boot",), uses=("modules", "os"))
 def secure_boot(boot, modules, os):
+    """Secure Boot rejects an unsigned DKMS module: 'Key was rejected by service' (A4)."""
     if not boot["efi"]:
         return ok("legacy BIOS boot: Secure Boot does not apply")
     if boot["secure_boot"] is None:
@@ -178,6 +182,7 @@ def secure_boot(boot, modules, os):
 
 @check("system.nouveau", "nouveau kept off the GPU", needs=("modules",), uses=("os",))
 def nouveau(modules, os):
+    """nouveau owning the GPU keeps the NVIDIA module from binding (A3)."""
     loaded = modules.get("loaded")
     blacklist = ("printf 'blacklist nouveau\\noptions nouveau modeset=0\\n' | sudo tee /etc/modprobe.d/blacklist-nouveau.conf\n"
                  f"{fixes.rebuild_initramfs(os)}\nsudo reboot")
@@ -197,6 +202,7 @@ def nouveau(modules, os):
 
 @check("system.glibc", "C library", needs=("machine",))
 def glibc(machine):
+    """Current framework wheels are manylinux_2_28: an older glibc cannot install them."""
     version = machine.get("glibc")
     if not version:
         return skip(f"`ldd --version` gave no glibc version ({machine.get('glibc_error') or 'musl, or no ldd'})")
@@ -212,6 +218,7 @@ def glibc(machine):
 
 @check("system.resources", "CPU and memory", needs=("machine",))
 def resources(machine):
+    """Too little RAM starves data loading and checkpointing."""
     if not machine.get("memory_total"):
         return skip("CPU and memory sizes were not recorded")
     total = machine["memory_total"] / GIB
@@ -223,6 +230,7 @@ def resources(machine):
 
 @check("system.disk", "Free disk space", needs=("storage",))
 def disk(storage):
+    """Checkpoints, datasets and wheels fill /, the temp dir or home first."""
     known = {label: info for label, info in storage["disks"].items() if "free" in info}
     lines = [f"{label} ({info['path']}): {info['free'] / GIB:.1f} GiB free of {info['total'] / GIB:.1f} GiB"
              for label, info in known.items()]
@@ -239,6 +247,7 @@ def disk(storage):
 
 @check("system.shm", "Shared memory (/dev/shm)", needs=("storage",), uses=("container",))
 def shm(storage, container):
+    """A small /dev/shm kills DataLoader workers with 'Bus error' and breaks NCCL (E47)."""
     usage, stat = storage["shm"]["usage"], storage["shm"]["stat"]
     kind = container_kind(container)
     if usage is None and stat is None:
@@ -261,6 +270,7 @@ def shm(storage, container):
 
 @check("system.container", "Container and WSL", needs=("container",), uses=("os",))
 def container(container, os):
+    """Containers and WSL2 get their driver from outside, which changes every fix."""
     if container.get("wsl") or (os or {}).get("wsl"):
         return ok("WSL2: the GPU comes from the Windows driver through /usr/lib/wsl/lib; never install a Linux driver here")
     kind = container_kind(container)

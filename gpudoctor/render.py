@@ -107,10 +107,10 @@ def verdict_lines(run: Run, exit_code: int, verbose: bool = False) -> list[Line]
     areas = _areas(run.results)
     lines += [_area_line(area, results) for area, results in areas.items()]
     shown = [r for r in run.results if verbose or r.status in (Status.WARN, Status.FAIL, Status.ERROR)]
-    for area, results in _areas(shown).items():
+    for results in _areas(shown).values():
         lines.append([])
         lines += [line for r in results for line in _result_lines(r, verbose)]
-    counts = {status: count for status, count in zip(Status, run.counts().values())}
+    counts = {status: run.counts()[status.value] for status in Status}
     lines += [[], [(f"{_tally(counts)} · exit code {exit_code}", "bold")]]
     return lines
 
