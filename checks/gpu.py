@@ -157,7 +157,7 @@ def xid(kernel_log, driver):
     if not kernel_log["readable"]:
         why = "kernel.dmesg_restrict=1 limits it to root" if kernel_log.get("restricted") else kernel_log.get("error")
         return skip(f"the kernel log is not readable ({why})",
-                    ["see it with: sudo dmesg | grep -E 'NVRM: Xid|fallen off'", "or run: sudo gpudoctor check --only gpu.xid"])
+                    ["see it with: sudo dmesg | grep -E 'NVRM: Xid|fallen off'", "or run: sudo $(command -v gpudoctor) check --only gpu.xid"])
     events = kernel_log["xids"]
     if not events and driver is not None and not driver.get("loaded"):
         return skip(NO_MODULE)

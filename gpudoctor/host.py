@@ -35,6 +35,7 @@ INTERRUPTED = "interrupted"
 
 OUTPUT_CAP = 8 << 20
 FILE_CAP = 4 << 20
+READ_CHUNK = 64 << 10
 
 # Only these variables are read and recorded: the rest of the environment may hold secrets.
 RELEVANT_ENV = (
@@ -251,9 +252,18 @@ class LiveHost:
 
     # -- files ----------------------------------------------------------------------
     def read(self, path: str, limit: int = FILE_CAP) -> FileRead:
+        """A file's text, up to `limit` bytes, read in small chunks: a sysctl file asked for
+        megabytes at once answers ENOMEM to ordinary users."""
         try:
             with open(path, "rb") as handle:
-                result = FileRead(path, handle.read(limit).decode(errors="replace"))
+                chunks, size = [], 0
+                while size < limit:
+                    chunk = handle.read(min(READ_CHUNK, limit - size))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                result = FileRead(path, b"".join(chunks).decode(errors="replace"))
         except FileNotFoundError:
             result = FileRead(path, error=ABSENT)
         except PermissionError:

@@ -170,3 +170,12 @@ def test_closed_host_refuses_new_commands():
     host = LiveHost()
     host.close()
     assert host.run(["true"]).error == "interrupted"
+
+
+def test_reads_are_chunked_and_capped(tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (200 << 10))
+    host = LiveHost()
+    assert len(host.read(str(big)).text) == 200 << 10
+    assert len(host.read(str(big), limit=70 << 10).text) == 70 << 10
+    assert host.read("/proc/sys/kernel/osrelease").ok  # a sysctl: ENOMEM for large reads by ordinary users
