@@ -12,7 +12,8 @@ from gpudoctor import parsers
 
 H200 = FIXTURES / "h200-2026-11-26"
 PARSERS = [parsers.parse_os_release, parsers.os_from_lsb, parsers.parse_uname, parsers.parse_glibc,
-           parsers.parse_modules, parsers.parse_driver_version, parsers.parse_kernel_log, parsers.parse_smi_xml]
+           parsers.parse_modules, parsers.parse_driver_version, parsers.parse_kernel_log, parsers.parse_smi_xml,
+           parsers.parse_p2p_matrix]
 
 
 def test_docstring_samples():
