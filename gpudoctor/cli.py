@@ -89,12 +89,12 @@ def _run(plugins, host, selection, timeout):
     clock = time.monotonic()
     spinner = _spinner()
     try:
-        results, facts, _ = run_checks(plugins, host, selection, timeout)
+        results, facts, timings = run_checks(plugins, host, selection, timeout)
     finally:
         if spinner:
             spinner.stop()
     hostname = ((facts.get("os") or {}).get("kernel") or {}).get("hostname") or socket.gethostname()
-    return Run(results, facts, started, time.monotonic() - clock, hostname)
+    return Run(results, facts, started, time.monotonic() - clock, hostname, timings)
 
 
 def _spinner():

@@ -105,7 +105,7 @@ class Run:
     started_at: str
     duration_s: float
     host: str
-    evidence: dict = field(default_factory=dict)
+    collector_s: dict[str, float] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         counts = {status.value: 0 for status in Status}

@@ -32,6 +32,7 @@ def to_json(run: Run, exit_code: int) -> str:
         "summary": run.counts(),
         "results": [r.to_dict() for r in run.results],
         "facts": run.facts,
+        "collector_durations_s": {name: round(s, 4) for name, s in sorted(run.collector_s.items())},
     }
     return json.dumps(document, indent=2, sort_keys=False, default=str) + "\n"
 
@@ -103,7 +104,11 @@ def verdict_lines(run: Run, exit_code: int, verbose: bool = False) -> list[Line]
     title = ", ".join(x for x in (run.host, os.get("pretty_name")) if x)
     lines: list[Line] = [[(f"gpudoctor {__version__}", "bold"), (f"  {title}  ({run.duration_s:.1f} s)", "dim")], []]
     if verbose:
-        lines += [[(f"  {fact}", "")] for fact in key_facts(run.facts)] + [[]]
+        lines += [[(f"  {fact}", "")] for fact in key_facts(run.facts)]
+        slowest = sorted(run.collector_s.items(), key=lambda item: -item[1])[:4]
+        if slowest:
+            lines.append([("  Slowest " + ", ".join(f"{name} {s:.2f} s" for name, s in slowest), "dim")])
+        lines.append([])
     areas = _areas(run.results)
     lines += [_area_line(area, results) for area, results in areas.items()]
     shown = [r for r in run.results if verbose or r.status in (Status.WARN, Status.FAIL, Status.ERROR)]

@@ -156,7 +156,16 @@ def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selectio
                 seen.add(chk.id)
                 chosen.append((plugin, chk))
     wanted = {name for _, chk in chosen for name in chk.needs + chk.uses}
-    jobs = [(p, c) for p in plugins for c in p.collectors if c.name in wanted]
+    jobs, owners = [], {}
+    for plugin in plugins:
+        for col in plugin.collectors:
+            if col.name in owners:
+                results.append(_error(f"plugin.{_slug(plugin.name)}", f"Load plugin {plugin.name}", plugin,
+                                      f"collector '{col.name}' of plugin {plugin.name} is already defined by plugin {owners[col.name]}"))
+            else:
+                owners[col.name] = plugin.name
+                if col.name in wanted:
+                    jobs.append((plugin, col))
     collected = collect(host, jobs, timeout)
     results.extend(collected.errors)
     results.extend(judge(plugin, chk, collected.facts, collected.unrecorded) for plugin, chk in chosen)

@@ -7,6 +7,7 @@ import time
 import psutil
 import pytest
 
+from evidence_helpers import fixture
 from gpudoctor.host import LiveHost, RecordedHost, Evidence, TIMED_OUT, NOT_FOUND
 from gpudoctor.models import Status, Verdict, fail, ok, warn
 from gpudoctor.plugins import BUILTIN, load_plugins
@@ -179,3 +180,16 @@ def test_reads_are_chunked_and_capped(tmp_path):
     assert len(host.read(str(big)).text) == 200 << 10
     assert len(host.read(str(big), limit=70 << 10).text) == 70 << 10
     assert host.read("/proc/sys/kernel/osrelease").ok  # a sysctl: ENOMEM for large reads by ordinary users
+
+
+def test_a_collector_name_taken_twice_is_an_error(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "twin-plugin", "twin_plugin", textwrap.dedent('''
+        from gpudoctor.plugin import collector
+        @collector("os")
+        def os_again(host):
+            return {"id": "mine"}
+        '''))
+    results, facts, _ = run_checks(load_plugins(), RecordedHost(fixture("h200-2026-11-26")), Selection(only=frozenset({"system.os"})))
+    assert any(r.status == Status.ERROR and "'os' of plugin twin_plugin is already defined by plugin system" in r.summary
+               for r in results)
+    assert facts["os"]["id"] == "ubuntu"
