@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 
+from gpudoctor.checks.gpu import nvswitch_count
+from gpudoctor.checks.system import container_kind
 from packaging.version import InvalidVersion, Version
 
 from gpudoctor import fixes
+from gpudoctor.gpus import gpu_devices
 from gpudoctor.host import NOT_FOUND, NOT_RECORDED, TIMED_OUT, NotRecorded
 from gpudoctor.parsers import classify_smi_failure, parse_driver_version, parse_kernel_log, parse_smi_xml
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
-from gpudoctor.checks.gpu import nvswitch_count
-from gpudoctor.gpus import gpu_devices
-from gpudoctor.checks.system import container_kind
 
 NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
 SERVICES = ("nvidia-persistenced", "nvidia-fabricmanager")

@@ -12,7 +12,8 @@ import functools
 import re
 from pathlib import Path
 
-from gpudoctor.host import Evidence, LiveHost, RecordedHost, command_key
+from gpudoctor.evidence import Evidence, command_key
+from gpudoctor.host import LiveHost, RecordedHost
 from gpudoctor.models import Result
 from gpudoctor.plugins import load_plugins
 from gpudoctor.runner import Selection, run_checks

@@ -1,7 +1,6 @@
 """The driver area on the H200 capture, this driverless machine, and real incident messages."""
 
 import pytest
-
 from evidence_helpers import NVIDIA_SMI_FAILURES, command, env, file, fixture, judge, listdir, nvml_device, stat, this_machine
 
 ROCKY = 'ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\nPRETTY_NAME="Rocky Linux 9.4 (Blue Onyx)"\n'

@@ -6,9 +6,10 @@ import time
 
 import psutil
 import pytest
-
 from evidence_helpers import fixture
-from gpudoctor.host import LiveHost, RecordedHost, Evidence, TIMED_OUT, NOT_FOUND
+
+from gpudoctor.evidence import Evidence
+from gpudoctor.host import NOT_FOUND, TIMED_OUT, LiveHost, RecordedHost
 from gpudoctor.models import Status, Verdict, fail, ok, warn
 from gpudoctor.plugins import BUILTIN, load_plugins
 from gpudoctor.runner import Selection, run_checks, unknown_names

@@ -4,10 +4,10 @@ import doctest
 import xml.etree.ElementTree as ET
 
 import pytest
+from evidence_helpers import FIXTURES, NVIDIA_SMI_FAILURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evidence_helpers import FIXTURES, NVIDIA_SMI_FAILURES
 from gpudoctor import parsers
 
 H200 = FIXTURES / "h200-2026-11-26"

@@ -6,6 +6,7 @@ import sys
 import types
 
 from evidence_helpers import FIXTURES, fixture
+
 from gpudoctor import nvml_probe, render
 from gpudoctor.host import RecordedHost
 from gpudoctor.models import Run

@@ -1,7 +1,6 @@
 """The system area on real evidence: this machine's own recording and the H200 capture."""
 
 import pytest
-
 from evidence_helpers import command, disk, env, file, fixture, judge, listdir, stat, this_machine
 
 GIB = 1 << 30
