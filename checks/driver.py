@@ -9,7 +9,7 @@ from gpudoctor.checks.system import container_kind
 from packaging.version import InvalidVersion, Version
 
 from gpudoctor import fixes
-from gpudoctor.gpus import gpu_devices
+from gpudoctor.gpus import gpu_devices, no_driver
 from gpudoctor.host import NOT_FOUND, NOT_RECORDED, TIMED_OUT, NotRecorded
 from gpudoctor.parsers import classify_smi_failure, parse_driver_version, parse_kernel_log, parse_smi_xml
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
@@ -104,6 +104,9 @@ def loaded(driver, os, container, pci, nvidia_smi, nvml):
     if driver["loaded"]:
         flavour = {True: "open", False: "proprietary"}.get(driver["open"], "unknown")
         return ok(f"NVIDIA driver {driver['version']} is loaded ({flavour} kernel module)")
+    if not no_driver(driver, nvml):
+        return ok(f"NVIDIA driver {nvml['driver_version']} answers through NVML; /proc/driver/nvidia is hidden here "
+                  "(a sandboxed container runtime)")
     install = _install(os, nvml, nvidia_smi)
     kind = container_kind(container)
     nvidia_on_bus = (pci or {}).get("gpus")
@@ -120,7 +123,7 @@ def loaded(driver, os, container, pci, nvidia_smi, nvml):
 @check("driver.module_flavor", "Open or proprietary module fits the GPUs", needs=("driver",), uses=("nvml", "nvidia_smi", "os"))
 def module_flavor(driver, nvml, nvidia_smi, os):
     """Blackwell needs the open module; pre-Turing GPUs need the proprietary one (A6, A7)."""
-    if not driver["loaded"]:
+    if no_driver(driver, nvml):
         return skip(NO_MODULE)
     devices = [d for d in gpu_devices(nvml, nvidia_smi) if d.get("cc")]
     if driver["open"] is None or not devices:
@@ -149,10 +152,12 @@ def _library_version(nvml: dict) -> str | None:
        uses=("nvidia_smi", "kernel_log", "os"))
 def nvml_matches_kernel(driver, nvml, nvidia_smi, kernel_log, os):
     """User-space upgraded under a running module: 'Driver/library version mismatch' (A1)."""
-    if not driver["loaded"]:
+    if no_driver(driver, nvml):
         return skip(NO_MODULE)
     error = nvml.get("error") or {}
     module = driver["version"]
+    if module is None:
+        return skip("the kernel module's version is hidden here (no /proc/driver/nvidia), so there is nothing to compare")
     mismatch = (error.get("code") == 18 or (nvidia_smi or {}).get("category") == "version_mismatch"
                 or "api_mismatch" in (kernel_log or {}).get("flags", {}))
     library = _library_version(nvml)
@@ -183,10 +188,10 @@ _SMI_FIXES = {
 }
 
 
-@check("driver.nvidia_smi", "nvidia-smi works", needs=("nvidia_smi",), uses=("driver", "os"))
-def nvidia_smi(nvidia_smi, driver, os):
+@check("driver.nvidia_smi", "nvidia-smi works", needs=("nvidia_smi",), uses=("driver", "nvml", "os"))
+def nvidia_smi(nvidia_smi, driver, nvml, os):
     """nvidia-smi's failure message and exit code name the cause; a hang means a lost GPU."""
-    if driver and not driver["loaded"]:
+    if no_driver(driver, nvml):
         return skip(NO_MODULE)
     if nvidia_smi["error"] == NOT_FOUND:
         return fail("nvidia-smi is not installed", fix=fixes.install(os, "nvidia-smi" if (os or {}).get("id") == "debian" else "nvidia-utils"))
@@ -206,13 +211,13 @@ def nvidia_smi(nvidia_smi, driver, os):
               f"{parsed.get('device_count')} GPU(s){took}")
 
 
-@check("driver.device_nodes", "GPU device nodes usable", needs=("devices",), uses=("driver", "container", "os"))
-def device_nodes(devices, driver, container, os):
+@check("driver.device_nodes", "GPU device nodes usable", needs=("devices",), uses=("driver", "nvml", "container", "os"))
+def device_nodes(devices, driver, nvml, container, os):
     """Missing or unreadable /dev/nvidia* nodes: 'Insufficient Permissions', or a container without GPUs (A11, E44)."""
     nodes = {path: info for path, info in devices["nodes"].items() if info}
     gpus = sorted(p for p in nodes if p[len("/dev/nvidia"):].isdigit())
     kind = container_kind(container)
-    if driver and not driver["loaded"]:
+    if no_driver(driver, nvml):
         return skip(NO_MODULE)
     if "/dev/nvidiactl" not in nodes or not gpus:
         if kind:
@@ -234,10 +239,10 @@ def device_nodes(devices, driver, container, os):
     return ok(f"{len(gpus)} GPU node(s) and /dev/nvidiactl are readable and writable by this user")
 
 
-@check("driver.uvm", "nvidia_uvm loaded", needs=("devices",), uses=("modules", "driver", "kernel_log", "os"))
-def uvm(devices, modules, driver, kernel_log, os):
+@check("driver.uvm", "nvidia_uvm loaded", needs=("devices",), uses=("modules", "driver", "nvml", "kernel_log", "os"))
+def uvm(devices, modules, driver, nvml, kernel_log, os):
     """Without nvidia_uvm, cuInit fails with an 'unknown error' (A10, A14)."""
-    if driver and not driver["loaded"]:
+    if no_driver(driver, nvml):
         return skip(NO_MODULE)
     hmm = ((kernel_log or {}).get("flags") or {}).get("uvm_hmm_kaslr")
     if hmm:
@@ -259,7 +264,7 @@ def uvm(devices, modules, driver, kernel_log, os):
 @check("driver.persistence", "Persistence mode", uses=("driver", "nvml", "nvidia_smi", "services", "kernel_log"))
 def persistence(driver, nvml, nvidia_smi, services, kernel_log):
     """Without persistence each CUDA start re-initialises the GPUs; legacy -pm 1 is going away (A12)."""
-    if driver and not driver["loaded"]:
+    if no_driver(driver, nvml):
         return skip(NO_MODULE)
     daemon = ((services or {}).get("states") or {}).get("nvidia-persistenced")
     if daemon == "active":
@@ -283,7 +288,7 @@ def persistence(driver, nvml, nvidia_smi, services, kernel_log):
 @check("driver.fabric_manager", "Fabric manager where NVSwitch needs it", needs=("driver",), uses=("pci", "services", "nvml", "os"))
 def fabric_manager(driver, pci, services, nvml, os):
     """NVSwitch boards need the fabric manager before CUDA starts (error 802); other boards do not (B15, B16)."""
-    if not driver["loaded"]:
+    if no_driver(driver, nvml):
         return skip(NO_MODULE)
     switches = nvswitch_count(pci)
     states = (services or {}).get("states") or {}

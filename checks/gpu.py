@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from gpudoctor import fixes, kb
-from gpudoctor.gpus import bus_id, gpu_devices
+from gpudoctor.gpus import bus_id, gpu_devices, no_driver
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import parse_p2p_matrix
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
@@ -57,7 +57,7 @@ def nvswitch_count(pci: dict | None) -> int | None:
 
 def _gpus(driver, nvml, nvidia_smi) -> list[dict]:
     """The GPUs to judge; skips the check, saying why, when there are none."""
-    if driver is not None and not driver.get("loaded"):
+    if no_driver(driver, nvml):
         raise Skip(NO_MODULE)
     devices = [d for d in gpu_devices(nvml, nvidia_smi) if not d.get("error")]
     if not devices:
@@ -68,7 +68,7 @@ def _gpus(driver, nvml, nvidia_smi) -> list[dict]:
 @check("gpu.visible", "Every GPU on the bus is usable", needs=("driver",), uses=("pci", "nvml", "nvidia_smi", "kernel_log", "os"))
 def visible(driver, pci, nvml, nvidia_smi, kernel_log, os):
     """A GPU on the bus but unclaimed, lost, or dropped by this driver branch is silently missing (A7, B20)."""
-    if not driver["loaded"]:
+    if no_driver(driver, nvml):
         return skip(NO_MODULE)
     legacy = ((kernel_log or {}).get("flags") or {}).get("legacy_gpu")
     if legacy:
@@ -151,15 +151,15 @@ def memory_health(driver, nvml, nvidia_smi):
     return ok(f"no pending or failed row remap or page retirement on {len(known)} GPU(s)")
 
 
-@check("gpu.xid", "No Xid errors in the kernel log", needs=("kernel_log",), uses=("driver",))
-def xid(kernel_log, driver):
+@check("gpu.xid", "No Xid errors in the kernel log", needs=("kernel_log",), uses=("driver", "nvml"))
+def xid(kernel_log, driver, nvml):
     """Xid events since boot say what the driver saw go wrong, and what to do (B19-B23)."""
     if not kernel_log["readable"]:
         why = "kernel.dmesg_restrict=1 limits it to root" if kernel_log.get("restricted") else kernel_log.get("error")
         return skip(f"the kernel log is not readable ({why})",
                     ["see it with: sudo dmesg | grep -E 'NVRM: Xid|fallen off'", "or run: sudo $(command -v gpudoctor) check --only gpu.xid"])
     events = kernel_log["xids"]
-    if not events and driver is not None and not driver.get("loaded"):
+    if not events and no_driver(driver, nvml):
         return skip(NO_MODULE)
     if not events:
         return ok("no Xid events since boot")

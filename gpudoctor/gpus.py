@@ -7,6 +7,17 @@ unsupported fields become None, and each GPU gets its index, bus id and a label.
 from __future__ import annotations
 
 
+def no_driver(driver: dict | None, nvml: dict | None) -> bool:
+    """True when neither the kernel (/proc, /sys) nor NVML shows an NVIDIA driver.
+
+    Sandboxed runtimes can hide /proc/driver/nvidia while NVML works; NVML's answer is
+    then proof enough that a driver is loaded. Unknown driver facts are not "no driver".
+    """
+    if driver is None or driver.get("loaded"):
+        return False
+    return not (nvml or {}).get("driver_version")
+
+
 def bus_id(raw: str | None) -> str:
     """'00000000:00:06.0' (NVML) and '0000:00:06.0' (sysfs) to one lower-case form."""
     raw = (raw or "").lower()

@@ -1,7 +1,7 @@
 """The driver area on the H200 capture, this driverless machine, and real incident messages."""
 
 import pytest
-from evidence_helpers import NVIDIA_SMI_FAILURES, command, env, file, fixture, judge, listdir, nvml_device, stat, this_machine
+from evidence_helpers import NVIDIA_SMI_FAILURES, command, env, file, fixture, judge, judge_all, listdir, nvml_device, stat, this_machine
 
 ROCKY = 'ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\nPRETTY_NAME="Rocky Linux 9.4 (Blue Onyx)"\n'
 SLES = 'NAME="SLES"\nVERSION_ID="15.6"\nID="sles"\nID_LIKE="suse"\nPRETTY_NAME="SUSE Linux Enterprise Server 15 SP6"\n'
@@ -274,3 +274,16 @@ def test_image_needs_a_newer_cuda_than_the_host_driver():
     v100 = fixture("v100s-8gpu-training-460")
     env(v100, NVIDIA_REQUIRE_CUDA="cuda>=11.8")
     assert "supports CUDA 11.2" in judge(v100, "driver.container_cuda").summary
+
+
+def test_sandbox_hiding_proc_driver_but_nvml_working():
+    # sandboxed runtimes (GPU proxies) can hide /proc/driver/nvidia while NVML answers
+    ev = h200()
+    for path in ("/proc/driver/nvidia/version", "/sys/module/nvidia/version"):
+        file(ev, path, error="absent")
+    listdir(ev, "/proc/driver/nvidia/gpus", None)
+    results = judge_all(ev)
+    assert "answers through NVML" in results["driver.loaded"].summary and results["driver.loaded"].status.value == "pass"
+    assert "hidden here" in results["driver.nvml_matches_kernel"].summary
+    assert results["gpu.ecc"].status.value == "pass" and results["driver.uvm"].status.value == "pass"
+    assert not [r.id for r in results.values() if r.status.value in ("fail", "error")]
