@@ -1,7 +1,19 @@
 """The driver area on the H200 capture, this driverless machine, and real incident messages."""
 
 import pytest
-from evidence_helpers import NVIDIA_SMI_FAILURES, command, env, file, fixture, judge, judge_all, listdir, nvml_device, stat, this_machine
+from evidence_helpers import (
+    NVIDIA_SMI_FAILURES,
+    command,
+    env,
+    file,
+    fixture,
+    judge,
+    judge_all,
+    listdir,
+    nvml_device,
+    stat,
+    this_machine,
+)
 
 ROCKY = 'ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\nPRETTY_NAME="Rocky Linux 9.4 (Blue Onyx)"\n'
 SLES = 'NAME="SLES"\nVERSION_ID="15.6"\nID="sles"\nID_LIKE="suse"\nPRETTY_NAME="SUSE Linux Enterprise Server 15 SP6"\n'
