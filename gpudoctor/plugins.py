@@ -52,24 +52,22 @@ def _load(module_name: str, name: str, distribution: str) -> Plugin:
     return from_module(module, name, distribution)
 
 
-def _entry_points():
-    from importlib.metadata import entry_points
+def _entry_points() -> list[tuple[str, str, str]]:
+    """(name, module, distribution) of each registered plugin, found by walking the
+    installed distributions: EntryPoint.dist, which names the owner, is Python 3.10+."""
+    from importlib.metadata import distributions
 
-    try:
-        return entry_points(group=ENTRY_POINT_GROUP)
-    except TypeError:  # Python 3.9: entry_points() takes no arguments
-        return entry_points().get(ENTRY_POINT_GROUP, [])
-
-
-def _distribution_name(entry_point) -> str:
-    dist = getattr(entry_point, "dist", None)
-    return getattr(dist, "name", None) or "unknown distribution"
+    found = {}
+    for dist in distributions():
+        for ep in dist.entry_points:
+            if ep.group == ENTRY_POINT_GROUP:
+                found.setdefault(ep.name, (ep.name, ep.value.split(":", 1)[0], dist.metadata["Name"] or "unknown"))
+    return sorted(found.values())
 
 
 def load_plugins(builtin: tuple[str, ...] = BUILTIN, external: bool = True) -> list[Plugin]:
     """Every plugin: the built-ins, then those registered under the entry-point group."""
     plugins = [_load(module_name, module_name.rsplit(".", 1)[-1], "gpudoctor") for module_name in builtin]
     if external:
-        for ep in sorted(_entry_points(), key=lambda ep: ep.name):
-            plugins.append(_load(ep.value.split(":", 1)[0], ep.name, _distribution_name(ep)))
+        plugins += [_load(module, name, distribution) for name, module, distribution in _entry_points()]
     return plugins

@@ -1,5 +1,7 @@
 """The command line as users and scripts drive it: exit codes, one-line errors, JSON, Ctrl-C."""
 
+from __future__ import annotations
+
 import json
 import os
 import signal

@@ -1,5 +1,7 @@
 """The driver area on the H200 capture, this driverless machine, and real incident messages."""
 
+from __future__ import annotations
+
 import pytest
 from evidence_helpers import (
     NVIDIA_SMI_FAILURES,

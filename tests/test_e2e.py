@@ -1,5 +1,7 @@
 """The installed `gpudoctor check` on the machine running the tests, judged as its user would."""
 
+from __future__ import annotations
+
 import json
 import shutil
 import subprocess

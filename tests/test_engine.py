@@ -1,5 +1,7 @@
 """The engine: plugins by entry point, failures as data, deadlines, and the live command runner."""
 
+from __future__ import annotations
+
 import sys
 import textwrap
 import time

@@ -1,5 +1,7 @@
 """The gpu area on three real machines (H200, 8×V100S in training, GTX 1050 laptop) and incidents."""
 
+from __future__ import annotations
+
 import pytest
 from evidence_helpers import FIXTURES, command, env, file, fixture, judge, judge_all, listdir, nvml_device, stat, this_machine
 

@@ -1,5 +1,7 @@
 """checks/ installs as gpudoctor.checks, never as a top-level `checks`, both from a wheel and editable."""
 
+from __future__ import annotations
+
 import json
 import subprocess
 import sys

@@ -1,5 +1,7 @@
 """Parsers on real outputs (captures and quoted incidents), and fuzzed: never an exception."""
 
+from __future__ import annotations
+
 import doctest
 import xml.etree.ElementTree as ET
 

@@ -1,5 +1,7 @@
 """The verdict renderers on the H200 capture's run, and the NVML worker on the capture's NVML values."""
 
+from __future__ import annotations
+
 import io
 import json
 import sys

@@ -1,5 +1,7 @@
 """The system area on real evidence: this machine's own recording and the H200 capture."""
 
+from __future__ import annotations
+
 import pytest
 from evidence_helpers import command, disk, env, file, fixture, judge, listdir, stat, this_machine
 
