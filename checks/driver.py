@@ -301,8 +301,8 @@ def fabric_manager(driver, pci, services, nvml, os):
         branch = (driver["version"] or "").split(".")[0]
         return fail(f"{switches} NVSwitch(es) but nvidia-fabricmanager is {fm or 'not running'}: CUDA fails with "
                     "'system not yet initialized' (error 802)",
-                    fix=f"{fixes.install(os, f'nvidia-fabricmanager-{branch}' if fixes.family(os) == 'apt' else 'nvidia-fabric-manager')}"
-                        f"   # the same version as the driver, {driver['version']}\nsudo systemctl enable --now nvidia-fabricmanager")
+                    fix=f"# Fabric Manager must be the driver's exact version, {driver['version']}\n"
+                        f"{fixes.install_fabric_manager(os, branch)}")
     if fm == "failed":
         return warn("nvidia-fabricmanager is installed and failing, but this machine has no NVSwitch",
                     fix="sudo systemctl disable --now nvidia-fabricmanager")

@@ -46,6 +46,13 @@ def nvidia_repo(os: dict | None) -> str | None:
     return None
 
 
+def _uses_module_streams(os: dict | None) -> bool:
+    """RHEL-family 8 and 9, and Amazon Linux 2023, ship NVIDIA's driver as dnf module streams."""
+    os = os or {}
+    major = (os.get("version") or "").split(".")[0]
+    return os.get("id") == "amzn" or (os.get("id") in ("rhel", "rocky", "almalinux", "ol", "centos") and major in ("8", "9"))
+
+
 def kernel_headers(os: dict | None) -> str:
     """Install the headers DKMS needs to build the NVIDIA module for the running kernel."""
     fam = family(os)
@@ -74,6 +81,17 @@ def install_branch(os: dict | None, branch: str) -> str:
     return f"{install(os, package)}\nsudo reboot"
 
 
+def install_fabric_manager(os: dict | None, branch: str) -> str:
+    """Fabric Manager of the driver's branch, then started for good.
+
+    Package names from NVIDIA's packaging repositories (NVIDIA/apt-packaging-fabric-manager,
+    NVIDIA/yum-packaging-fabric-manager): cuda-drivers-fabricmanager-<branch> on apt, dnf and zypper;
+    Ubuntu's own archive ships nvidia-fabricmanager-<branch>.
+    """
+    package = f"nvidia-fabricmanager-{branch}" if (os or {}).get("id") == "ubuntu" else f"cuda-drivers-fabricmanager-{branch}"
+    return f"{install(os, package)}\nsudo systemctl enable --now nvidia-fabricmanager"
+
+
 def hold_driver(os: dict | None) -> str:
     """Stop unattended upgrades from replacing the driver under a running kernel module."""
     return {
@@ -84,7 +102,13 @@ def hold_driver(os: dict | None) -> str:
 
 
 def install_driver(os: dict | None, arch: str = "x86_64", open_modules: bool = True) -> str:
-    """Install NVIDIA's driver from NVIDIA's repository for this release, then reboot."""
+    """Install NVIDIA's driver from NVIDIA's repository for this release, then reboot.
+
+    Commands per NVIDIA's Driver Installation Guide (r580-r620, "Open GPU kernel module
+    installation" table): RHEL-family 8/9 and Amazon Linux 2023 enable a dnf module stream
+    first; 10 and Fedora install directly. The zypper form follows the same packaging and was
+    not read first-hand.
+    """
     repo = nvidia_repo(os)
     fam = family(os)
     package = "nvidia-open" if open_modules else "cuda-drivers"
@@ -101,7 +125,9 @@ def install_driver(os: dict | None, arch: str = "x86_64", open_modules: bool = T
     elif fam == "dnf":
         add = (f"sudo dnf config-manager addrepo --from-repofile={base}/cuda-{repo}.repo" if (os or {}).get("id") == "fedora"
                else f"sudo dnf config-manager --add-repo {base}/cuda-{repo}.repo")
-        steps = [kernel_headers(os), add, install(os, package)]
+        stream = "open-dkms" if open_modules else "latest-dkms"
+        module = [f"sudo dnf module enable -y nvidia-driver:{stream}"] if _uses_module_streams(os) else []
+        steps = [kernel_headers(os), add, *module, install(os, package)]
     else:
         steps = [kernel_headers(os), f"sudo zypper addrepo {base}/cuda-{repo}.repo", "sudo zypper --gpg-auto-import-keys refresh",
                  install(os, package)]

@@ -53,6 +53,14 @@ def test_no_driver_on_debian_12_gets_nvidias_debian12_repo():
         "sudo dpkg -i cuda-keyring_1.1-1_all.deb", "sudo apt-get update", "sudo apt-get install -y nvidia-open", "sudo reboot"]
 
 
+def test_no_driver_on_rocky_9_enables_the_module_stream_first():
+    fix = judge(host_machine(ROCKY), "driver.loaded").fix.splitlines()
+    assert fix[1:4] == ["sudo dnf config-manager --add-repo https://developer.download.nvidia.com/compute/cuda/repos/rhel9/x86_64/cuda-rhel9.repo",
+                        "sudo dnf module enable -y nvidia-driver:open-dkms", "sudo dnf install -y nvidia-open"]
+    fedora = judge(host_machine('ID=fedora\nVERSION_ID=42\nPRETTY_NAME="Fedora Linux 42"\n'), "driver.loaded").fix
+    assert "module enable" not in fedora and "addrepo --from-repofile=https://developer.download.nvidia.com/compute/cuda/repos/fedora42" in fedora
+
+
 @pytest.mark.parametrize("os_release, expected", [
     (ROCKY, "sudo dnf config-manager --add-repo https://developer.download.nvidia.com/compute/cuda/repos/rhel9/x86_64/cuda-rhel9.repo"),
     (SLES, "sudo zypper addrepo https://developer.download.nvidia.com/compute/cuda/repos/sles15/x86_64/cuda-sles15.repo"),
@@ -246,6 +254,9 @@ def test_fabric_manager_missing_on_an_nvswitch_board():
     result = judge(_nvswitch_board(h200(), "inactive"), "driver.fabric_manager")
     assert result.status.value == "fail" and "4 NVSwitch(es)" in result.summary and "802" in result.summary
     assert "sudo apt-get install -y nvidia-fabricmanager-580" in result.fix and "enable --now nvidia-fabricmanager" in result.fix
+    rocky = _nvswitch_board(h200(), "inactive")
+    file(rocky, "/etc/os-release", ROCKY)
+    assert "sudo dnf install -y cuda-drivers-fabricmanager-580" in judge(rocky, "driver.fabric_manager").fix
     assert judge(_nvswitch_board(h200(), "active"), "driver.fabric_manager").status.value == "pass"
 
 
