@@ -46,7 +46,9 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write the result here.")
 @click.option("--no-smoke", is_flag=True, help="Skip the on-GPU training smoke test.")
-def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke) -> None:
+@click.option("--python", "pythons", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Judge this interpreter (repeatable); default: the active venv or conda env, else python3 on PATH.")
+def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, pythons) -> None:
     """Check this machine and print the verdict with a fix under every problem."""
     from gpudoctor.host import LiveHost
     from gpudoctor.plugins import load_plugins
@@ -58,7 +60,7 @@ def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke) -> None:
     if unknown:
         raise UsageProblem(f"unknown check id or area: {', '.join(unknown)} (see `gpudoctor list`)")
     stream = _open_output(output)
-    host = LiveHost(timeout=timeout)
+    host = LiveHost(timeout=timeout, options={"python": list(pythons)})
     try:
         run = _run(plugins, host, selection, timeout)
     finally:  # Ctrl-C, or a collector abandoned still running: nothing may outlive gpudoctor

@@ -15,6 +15,7 @@ import grp
 import json
 import os
 import pwd
+import shutil
 import signal
 import stat as st
 import subprocess
@@ -32,6 +33,8 @@ TIMED_OUT = "timed out"
 NOT_FOUND = "command not found"
 INTERRUPTED = "interrupted"
 
+PROBE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes", "framework_probe.py")
+PROBE_MARK = "GPUDOCTOR-PROBE "
 OUTPUT_CAP = 8 << 20
 FILE_CAP = 4 << 20
 READ_CHUNK = 64 << 10
@@ -90,9 +93,11 @@ class NotRecorded(LookupError):
 class LiveHost:
     """This machine, as seen by an ordinary process; records all it learns."""
 
-    def __init__(self, timeout: float = 10.0, environ: dict[str, str] | None = None):
+    def __init__(self, timeout: float = 10.0, environ: dict[str, str] | None = None, options: dict | None = None):
         self.timeout = timeout
+        self.options = dict(options or {})
         self.evidence = Evidence()
+        self.evidence.put("options", dict(self.options))
         source = os.environ if environ is None else environ
         self.environ = {k: source[k] for k in RELEVANT_ENV if k in source}
         self.evidence.put("env", dict(self.environ))
@@ -260,6 +265,19 @@ class LiveHost:
         self.evidence.put("user", info)
         return info
 
+    def which(self, name: str) -> str | None:
+        """Where `name` is found on this process's PATH."""
+        path = shutil.which(name)
+        self.evidence.record("which", name, path)
+        return path
+
+    # -- probes in other interpreters -------------------------------------------------
+    def probe(self, python: str, what: str, timeout: float | None = None) -> dict:
+        """Run gpudoctor's probe (`env`, `torch`) inside `python`; its facts, or why there are none."""
+        result = self._execute((python, PROBE_SCRIPT, what), timeout)
+        self.evidence.record("probes", f"{python} {what}", result.to_dict())
+        return probe_answer(result)
+
     # -- NVML -------------------------------------------------------------------------
     def nvml(self, timeout: float | None = None) -> dict:
         """NVML's answers from a worker process, so a hung NVML costs only `timeout`."""
@@ -281,6 +299,39 @@ def nvml_answer(result: CommandResult) -> dict:
         tail = (result.stderr.strip().splitlines() or [f"exit code {result.rc}"])[-1]
         return {"error": {"name": "worker", "message": f"NVML worker failed: {tail}"}}
     return answer if isinstance(answer, dict) else {"error": {"name": "worker", "message": "bad NVML answer"}}
+
+
+def probe_answer(result: CommandResult) -> dict:
+    """A probe run as facts, or as a `failure` (crashed, hung, garbage, not run) that checks report."""
+    tail = result.stderr.strip().splitlines()[-15:]
+    if result.error:
+        kind = {TIMED_OUT: "hung", NOT_RECORDED: "not recorded"}.get(result.error, "not run")
+        return {"failure": kind, "message": result.error, "duration_s": result.duration_s, "stderr_tail": tail}
+    if result.rc is not None and result.rc < 0:
+        try:
+            name = signal.Signals(-result.rc).name
+        except ValueError:
+            name = f"signal {-result.rc}"
+        return {"failure": "crashed", "signal": name, "message": f"killed by {name}", "stderr_tail": tail}
+    facts = _marked_json(result.stdout)
+    if not isinstance(facts, dict):
+        first = (result.stdout.strip() or result.stderr.strip() or f"exit code {result.rc}").splitlines()[0][:200]
+        return {"failure": "garbage", "message": f"no answer, exit code {result.rc}: {first}", "stderr_tail": tail}
+    return {**facts, "duration_s": result.duration_s, "stderr_tail": tail}
+
+
+def _marked_json(stdout: str):
+    """The probe's marked line; a recorded answer without the mark (older captures) is plain JSON."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(PROBE_MARK):
+            try:
+                return json.loads(line[len(PROBE_MARK):])
+            except ValueError:
+                return None
+    try:
+        return json.loads(stdout)
+    except ValueError:
+        return None
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -311,6 +362,7 @@ class RecordedHost:
         self.evidence = evidence
         self.timeout = timeout
         self.environ = dict(evidence.data.get("env") or {})
+        self.options = dict(evidence.data.get("options") or {})
 
     def run(self, argv, timeout: float | None = None) -> CommandResult:
         data = self.evidence.get("commands", command_key(argv))
@@ -356,3 +408,13 @@ class RecordedHost:
 
     def nvml(self, timeout: float | None = None) -> dict:
         return self.evidence.data.get("nvml") or {"error": {"name": "not_recorded", "message": NOT_RECORDED}}
+
+    def which(self, name: str) -> str | None:
+        return self._lookup("which", name)
+
+    def probe(self, python: str, what: str, timeout: float | None = None) -> dict:
+        data = self.evidence.get("probes", f"{python} {what}")
+        if data is None:
+            return probe_answer(CommandResult((python, what), None, error=NOT_RECORDED))
+        fields = {k: data[k] for k in ("rc", "stdout", "stderr", "duration_s", "error", "truncated") if k in data}
+        return probe_answer(CommandResult((python, what), **{"rc": None, **fields}))

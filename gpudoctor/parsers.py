@@ -197,6 +197,25 @@ def parse_p2p_matrix(text: str) -> dict[str, dict[str, str]]:
     return matrix
 
 
+_PIP_MISSING = re.compile(r"^\S+ \S+ requires ([A-Za-z0-9_.\-\[\]]+), which is not installed")
+_PIP_CONFLICT = re.compile(r"^\S+ \S+ has requirement ([^,]+), but you have ")
+
+
+def parse_pip_check(text: str) -> list[str]:
+    """The requirement specs `pip check` says are unmet, ready for `pip install`.
+
+    >>> parse_pip_check("torchvision 0.20.0 has requirement torch==2.5.0, but you have torch 2.13.0+cpu.\\n"
+    ...                 "accelerate 1.2.0 requires psutil, which is not installed.")
+    ['torch==2.5.0', 'psutil']
+    """
+    specs = []
+    for line in text.splitlines():
+        match = _PIP_MISSING.match(line.strip()) or _PIP_CONFLICT.match(line.strip())
+        if match and match.group(1).strip() not in specs:
+            specs.append(match.group(1).strip())
+    return specs
+
+
 # nvidia-smi -q -x ---------------------------------------------------------------------------
 _REASON_BITS = {
     "gpu_idle": 0x1, "applications_clocks_setting": 0x2, "sw_power_cap": 0x4, "hw_slowdown": 0x8,

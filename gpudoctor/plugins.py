@@ -19,6 +19,9 @@ BUILTIN = (
     "gpudoctor.checks.system",
     "gpudoctor.checks.driver",
     "gpudoctor.checks.gpu",
+    "gpudoctor.checks.cuda",
+    "gpudoctor.checks.python",
+    "gpudoctor.checks.torch",
 )
 
 

@@ -69,10 +69,10 @@ def judge(evidence: Evidence, check_id: str) -> Result:
 
 
 def assert_pasteable(result: Result) -> None:
-    """Every fix line is a command (lower-case, as shell commands are) or a `#` comment, so a
+    """Every fix line is a command (lower-case or an absolute path, as shell commands are) or a `#` comment, so a
     user can paste the whole block into a shell."""
     for line in result.fix.splitlines():
-        assert re.match(r"^(#|[a-z])", line), f"{result.id}: fix line is prose, not a command or comment: {line!r}"
+        assert re.match(r"^(#|[a-z]|/)", line), f"{result.id}: fix line is prose, not a command or comment: {line!r}"
 
 
 def judge_all(evidence: Evidence) -> dict[str, Result]:

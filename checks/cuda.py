@@ -1,0 +1,109 @@
+"""The cuda area: the driver against the CUDA runtimes in use, and the toolkits on the machine."""
+
+from __future__ import annotations
+
+import re
+
+from gpudoctor.checks.torch import _driver_cuda, install_fix, torch_installs, value
+
+from gpudoctor import compat, fixes, kb
+from gpudoctor.host import NOT_RECORDED, NotRecorded
+from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
+
+
+@collector("cuda_toolkits")
+def collect_cuda_toolkits(host) -> dict:
+    """Toolkits under /usr/local, nvcc on PATH with its version, CUDA_HOME/CUDA_PATH, and gcc."""
+    nvcc = host.run(["nvcc", "--version"])
+    if nvcc.error == NOT_RECORDED:
+        raise NotRecorded("nvcc --version")
+    gcc = host.run(["gcc", "-dumpfullversion", "-dumpversion"])
+    try:
+        local = host.listdir("/usr/local") or []
+    except NotRecorded:
+        local = []
+    return {
+        "installed": sorted(name[len("cuda-"):] for name in local if re.fullmatch(r"cuda-\d+\.\d+", name)),
+        "nvcc_path": host.which("nvcc"),
+        "nvcc_version": _nvcc_release(nvcc.stdout) if nvcc.ok else None,
+        "cuda_home": {name: host.environ.get(name) for name in ("CUDA_HOME", "CUDA_PATH") if host.environ.get(name)},
+        "cuda_home_exists": {name: host.stat(path) is not None for name, path in
+                             ((n, host.environ.get(n)) for n in ("CUDA_HOME", "CUDA_PATH")) if path},
+        "gcc": gcc.stdout.strip() if gcc.ok else None,
+    }
+
+
+def _nvcc_release(text: str) -> str | None:
+    """'Cuda compilation tools, release 13.0, V13.0.88' -> '13.0'."""
+    match = re.search(r"release (\d+\.\d+)", text)
+    return match.group(1) if match else None
+
+
+@check("cuda.driver_runtime", "The driver runs every CUDA runtime in use", needs=("python_envs",),
+       uses=("nvml", "nvidia_smi", "driver"))
+def driver_runtime(python_envs, nvml, nvidia_smi, driver):
+    """A framework built for a newer CUDA major than the driver: error 35, 'driver is too old' (failure modes 8, 9)."""
+    driver_cuda = _driver_cuda(nvml, nvidia_smi)
+    if not driver_cuda:
+        raise Skip("no driver reports a CUDA version (see driver.loaded)")
+    runtimes = [(i, f, value(f, "version_cuda")) for i, f in torch_installs(python_envs) if value(f, "version_cuda")]
+    if not runtimes:
+        raise Skip("no CUDA build of a framework is installed (see torch.build)")
+    for interpreter, facts, runtime in runtimes:
+        if not compat.runtime_runs_on(runtime, driver_cuda):
+            floor = compat.minimum_driver(runtime)
+            return fail(f"torch {value(facts, 'version')} needs a driver for CUDA {runtime} (>= {floor}); "
+                        f"this driver runs CUDA {driver_cuda}: 'The NVIDIA driver on your system is too old'",
+                        fix=f"# either upgrade the driver to >= {floor} (see driver.loaded's commands), or install a build for CUDA {driver_cuda}:\n"
+                            f"{install_fix(interpreter['path'], value(facts, 'version'), driver_cuda, [])}")
+    shown = ", ".join(sorted({f"CUDA {r}" for _, _, r in runtimes}))
+    return ok(f"the driver runs CUDA {driver_cuda}; in use: {shown} (torch)")
+
+
+@check("cuda.toolkits", "CUDA toolkits installed", needs=("cuda_toolkits",))
+def toolkits(cuda_toolkits):
+    """Which toolkits exist and which nvcc wins; frameworks bring their own runtime, extensions need nvcc."""
+    found = cuda_toolkits["installed"]
+    nvcc = cuda_toolkits["nvcc_path"]
+    if not found and not nvcc:
+        return skip("no CUDA toolkit is installed: frameworks bring their own CUDA runtime; nvcc is needed only to build extensions")
+    lines = [f"/usr/local/cuda-{v}" for v in found]
+    if nvcc:
+        lines.append(f"nvcc on PATH: {nvcc} (release {cuda_toolkits['nvcc_version']})")
+    head = f"nvcc {cuda_toolkits['nvcc_version']} at {nvcc}" if nvcc else f"CUDA {', '.join(found)} under /usr/local, no nvcc on PATH"
+    return ok(head, lines)
+
+
+@check("cuda.cuda_home", "CUDA_HOME and nvcc agree", needs=("cuda_toolkits",))
+def cuda_home(cuda_toolkits):
+    """A CUDA_HOME pointing nowhere, or at another toolkit than the nvcc on PATH, breaks extension builds (failure mode 28)."""
+    homes = cuda_toolkits["cuda_home"]
+    if not homes:
+        return ok("CUDA_HOME and CUDA_PATH are unset: builds use the nvcc on PATH")
+    for name, path in homes.items():
+        if not cuda_toolkits["cuda_home_exists"].get(name):
+            return fail(f"{name}={path} does not exist", fix=f"unset {name}   # or point it at an installed toolkit, e.g. /usr/local/cuda-{(cuda_toolkits['installed'] or ['13.0'])[-1]}")
+    nvcc = cuda_toolkits["nvcc_path"] or ""
+    strays = {name: path for name, path in homes.items() if nvcc and not nvcc.startswith(path.rstrip("/") + "/")}
+    if strays:
+        name, path = next(iter(strays.items()))
+        return warn(f"{name}={path} but the nvcc on PATH is {nvcc}: extension builds mix two toolkits",
+                    fix=f"export PATH={path.rstrip('/')}/bin:$PATH   # or set {name} to the toolkit of {nvcc}")
+    return ok(f"{', '.join(f'{k}={v}' for k, v in homes.items())} holds the nvcc on PATH")
+
+
+@check("cuda.host_compiler", "gcc is one nvcc accepts", needs=("cuda_toolkits",), uses=("os",))
+def host_compiler(cuda_toolkits, os):
+    """nvcc refuses a newer gcc: 'unsupported GNU version! gcc versions later than N are not supported' (failure mode 27)."""
+    release, gcc = cuda_toolkits["nvcc_version"], cuda_toolkits["gcc"]
+    if not release or not gcc:
+        return skip("no nvcc or no gcc here: nothing compiles CUDA code")
+    ceiling = kb.load("cuda")["host_gcc_max_exclusive"].get(release)
+    if ceiling is None:
+        return skip(f"gpudoctor has no gcc table for CUDA {release}")
+    major = compat.version_key(gcc)[0]
+    if major >= ceiling:
+        good = ceiling - 1
+        return warn(f"gcc {gcc} is newer than CUDA {release}'s nvcc accepts (gcc < {ceiling})",
+                    fix=f"{fixes.install(os, f'gcc-{good}', f'g++-{good}')}\nexport CC=gcc-{good} CXX=g++-{good} CUDAHOSTCXX=g++-{good}")
+    return ok(f"gcc {gcc} is accepted by nvcc {release} (gcc < {ceiling})")

@@ -1,0 +1,117 @@
+"""gpudoctor's probe, run inside the interpreter being judged: `python framework_probe.py WHAT`.
+
+WHAT is `env` (no framework imported: interpreter, site, distributions) or `torch`.
+Standard library and the framework only, Python 3.8+. Before anything is imported, file
+descriptor 1 is moved onto stderr, so whatever the framework prints (from Python or from
+C) cannot corrupt the answer: one line on the real stdout, MARK followed by JSON. Each fact
+is {"value": ...} or {"error": ...} with the seconds it took, so one failing call never
+hides the others (the shape of the H200 capture's probes/torch-facts.json).
+"""
+
+import json
+import os
+import sys
+import time
+import warnings
+
+MARK = "GPUDOCTOR-PROBE "
+INTERESTING = {"torch", "tensorflow", "tensorflow-cpu", "tf-nightly", "jax", "jaxlib", "cupy", "pytorch-triton", "triton"}
+LIB_HINTS = ("libcud", "libcublas", "libnccl", "libnvjitlink", "libnvrtc", "libcufft", "libcusparse", "libcusolver",
+             "libnvidia-ml", "libhip", "libamdhip")
+
+
+def fact(func):
+    start = time.perf_counter()
+    try:
+        answer = {"value": func()}
+    except Exception as exc:  # a framework call failing is a fact too
+        answer = {"error": "%s: %s" % (type(exc).__name__, exc)}
+    answer["s"] = round(time.perf_counter() - start, 4)
+    return answer
+
+
+def loaded_libraries():
+    """The CUDA-family libraries this process really mapped (which copy was loaded, not which exists)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/" in line}
+    except OSError:
+        return []
+    return sorted(p for p in paths if any(h in os.path.basename(p).lower() for h in LIB_HINTS))
+
+
+def probe_env():
+    import platform
+    import site
+    from importlib import metadata, util
+
+    dists = []
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name in INTERESTING or name.startswith(("nvidia-", "cupy", "jax-cuda")):
+            dists.append({"name": name, "version": dist.version, "location": str(dist.locate_file("")),
+                          "installer": (dist.read_text("INSTALLER") or "").strip() or None})
+    modules = {}
+    for module in ("torch", "tensorflow", "jax", "cupy"):
+        try:
+            spec = util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        modules[module] = spec.origin if spec else None
+    user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    return {
+        "python": {
+            "version": platform.python_version(), "executable": sys.executable, "prefix": sys.prefix,
+            "base_prefix": getattr(sys, "base_prefix", sys.prefix), "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
+            "conda": os.path.isdir(os.path.join(sys.prefix, "conda-meta")), "user_site": user_site,
+            "user_site_enabled": bool(site.ENABLE_USER_SITE), "path": sys.path,
+        },
+        "distributions": sorted(dists, key=lambda d: (d["name"], d["location"])),
+        "modules": modules,
+        "LD_LIBRARY_PATH": os.environ.get("LD_LIBRARY_PATH"),
+    }
+
+
+def probe_torch():
+    start = time.perf_counter()
+    import torch
+
+    facts = {"import_s": round(time.perf_counter() - start, 4), "file": torch.__file__}
+    facts["version"] = fact(lambda: torch.__version__)
+    facts["version_cuda"] = fact(lambda: torch.version.cuda)
+    facts["version_hip"] = fact(lambda: getattr(torch.version, "hip", None))
+    facts["compiled_cuda"] = fact(lambda: torch._C._cuda_getCompiledVersion())
+    facts["cudnn_compile"] = fact(lambda: list(torch._C._cudnn.getCompileVersion()))
+    facts["nccl"] = fact(lambda: list(torch.cuda.nccl.version()))
+    facts["arch_list"] = fact(lambda: torch.cuda.get_arch_list())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        facts["is_available"] = fact(torch.cuda.is_available)
+    facts["is_available"]["warnings"] = [str(w.message) for w in caught]
+    if facts["is_available"].get("value"):
+        facts["device_count"] = fact(torch.cuda.device_count)
+        count = facts["device_count"].get("value") or 0
+        facts["capabilities"] = fact(lambda: [list(torch.cuda.get_device_capability(i)) for i in range(count)])
+        facts["cudnn_version"] = fact(torch.backends.cudnn.version)
+    facts["loaded_libs"] = loaded_libraries()
+    facts["LD_LIBRARY_PATH"] = os.environ.get("LD_LIBRARY_PATH")
+    return facts
+
+
+PROBES = {"env": probe_env, "torch": probe_torch}
+
+
+def main():
+    answer_fd = os.dup(1)
+    os.dup2(2, 1)  # from here on, anything printed to stdout (Python or C) lands on stderr
+    sys.stdout = sys.stderr
+    what = sys.argv[1] if len(sys.argv) > 1 else "env"
+    try:
+        facts = PROBES[what]()
+    except BaseException as exc:  # ImportError, a framework's own SystemExit: report, never traceback
+        facts = {"failed": "%s: %s" % (type(exc).__name__, exc)}
+    os.write(answer_fd, (MARK + json.dumps(facts, default=str) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

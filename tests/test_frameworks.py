@@ -1,0 +1,178 @@
+"""The python, torch and cuda areas: real probes of real interpreters, and the H200's recorded torch facts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+from evidence_helpers import command, env, fixture, judge, nvml_device
+
+TORCH_HERE = importlib.util.find_spec("torch") is not None  # looked up, never imported: gpudoctor's own rule
+needs_torch = pytest.mark.skipif(not TORCH_HERE, reason="torch==2.13.0 (CPU) is not installed here; .ci/run installs it")
+
+
+def check_json(*args, timeout=120):
+    proc = subprocess.run([sys.executable, "-m", "gpudoctor", "check", "--format", "json", *args],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode in (0, 1, 2), proc.stderr
+    return proc, json.loads(proc.stdout) if proc.stdout else None
+
+
+def by_id(document):
+    return {r["id"]: r for r in document["results"]}
+
+
+def fake_python(tmp_path, body: str) -> str:
+    path = tmp_path / "python"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+# real interpreters ----------------------------------------------------------------------------
+@needs_torch
+def test_real_cpu_torch_is_named_with_the_command_for_each_driver_branch():
+    proc, document = check_json("--python", sys.executable, "--only", "torch,python,cuda")
+    results = by_id(document)
+    build = results["torch.build"]
+    assert build["status"] == "fail" and "+cpu" in build["summary"] and "CPU-only" in build["summary"]
+    assert f"{sys.executable} -m pip install --force-reinstall torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130" in build["fix"]
+    assert "whl/cu126" in build["fix"] and "580.65.06" in build["fix"]
+    assert results["python.interpreter"]["status"] == "pass" and "--python" in results["python.interpreter"]["summary"]
+    facts = document["facts"]["python_envs"]["interpreters"][0]["torch"]
+    assert facts["version"]["value"].startswith("2.13.0") and facts["version_cuda"]["value"] is None
+    assert "torch" not in sys.modules  # judged in its own process: the test process never imported it
+
+
+def test_nvcc_on_this_machine_is_found_and_reported():
+    proc, document = check_json("--only", "cuda.toolkits")
+    result = by_id(document)["cuda.toolkits"]
+    if document["facts"]["cuda_toolkits"]["nvcc_path"]:
+        assert result["status"] == "pass" and f"nvcc {document['facts']['cuda_toolkits']['nvcc_version']}" in result["summary"]
+    else:
+        assert result["status"] == "skip" and "no CUDA toolkit" in result["summary"]
+
+
+@pytest.mark.parametrize("body, words", [
+    ("kill -SEGV $$", "crashed (SIGSEGV)"),
+    ("kill -ABRT $$", "crashed (SIGABRT)"),
+    ("echo 'Welcome to the lab python!'", "answered garbage"),
+])
+def test_a_broken_interpreter_is_a_finding_named_with_its_signal(tmp_path, body, words):
+    python = fake_python(tmp_path, body)
+    proc, document = check_json("--python", python, "--only", "python,torch")
+    results = by_id(document)
+    assert results["python.interpreter"]["status"] == "fail" and words in results["python.interpreter"]["summary"]
+    assert results["torch.build"]["status"] == "skip" and "Traceback" not in proc.stderr
+
+
+def test_a_hanging_interpreter_costs_only_the_timeout(tmp_path):
+    python = fake_python(tmp_path, "exec sleep 60")
+    proc, document = check_json("--python", python, "--only", "python.interpreter", "--timeout", "1")
+    assert "hung" in by_id(document)["python.interpreter"]["summary"]
+
+
+def test_a_missing_interpreter_is_a_usage_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gpudoctor", "check", "--python", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "does not exist" in proc.stderr
+
+
+# the H200's recorded torch facts --------------------------------------------------------------
+def h200():
+    return fixture("h200-2026-11-26")
+
+
+def torch_facts(ev) -> dict:
+    return json.loads(ev.data["probes"]["/opt/torch/.venv/bin/python torch"]["stdout"])
+
+
+def set_torch(ev, **changes):
+    facts = torch_facts(ev)
+    for key, val in changes.items():
+        facts[key] = {"value": val, "s": 0.0} if not isinstance(val, dict) else val
+    ev.data["probes"]["/opt/torch/.venv/bin/python torch"]["stdout"] = json.dumps(facts)
+    return ev
+
+
+def test_the_h200s_torch_is_healthy():
+    ev = h200()
+    for check_id in ("torch.build", "torch.cuda_available", "torch.arch_list", "torch.device_count", "cuda.driver_runtime"):
+        assert judge(ev, check_id).status.value == "pass", check_id
+    assert judge(ev, "torch.build").summary == "torch 2.11.0+cu130 (CUDA 13.0) in /opt/torch/.venv/bin/python"
+
+
+def test_driver_too_old_for_the_wheel():
+    # "The NVIDIA driver on your system is too old (found version 12080)": a cu130 wheel on a CUDA 12.8 driver
+    ev = h200()
+    ev.data["nvml"]["cuda_driver_version"] = 12080
+    result = judge(ev, "cuda.driver_runtime")
+    assert result.status.value == "fail" and "CUDA 13.0 (>= 580.65.06)" in result.summary
+    assert "/opt/torch/.venv/bin/python -m pip install --force-reinstall torch==2.11.0 --index-url https://download.pytorch.org/whl/cu128" in result.fix
+
+
+def test_volta_on_a_cu130_build_has_no_kernel_image():
+    ev = h200()
+    nvml_device(ev, name="Tesla V100-SXM2-32GB", cuda_compute_capability=[7, 0])
+    result = judge(ev, "torch.arch_list")
+    assert result.status.value == "fail" and "sm_70" in result.summary and "no kernel image" in result.summary
+    assert result.fix.endswith("torch==2.11.0 --index-url https://download.pytorch.org/whl/cu126")
+
+
+def test_compatibility_within_a_major_but_not_across():
+    ev = h200()
+    nvml_device(ev, name="NVIDIA RTX PRO 6000 Blackwell", cuda_compute_capability=[12, 0])
+    assert judge(ev, "torch.arch_list").status.value == "pass"
+    # pytorch/pytorch#150733: an sm_120 GPU on a build that stops at sm_90 (PTX for 9.0 does not rescue it)
+    set_torch(ev, arch_list=["sm_75", "sm_80", "sm_86", "sm_90", "compute_90"])
+    result = judge(ev, "torch.arch_list")
+    assert result.status.value == "fail" and "whl/cu130" in result.fix
+    nvml_device(ev, name="NVIDIA L4", cuda_compute_capability=[8, 9])  # sm_86 SASS runs on sm_89
+    assert judge(ev, "torch.arch_list").status.value == "pass"
+
+
+def test_cuda_build_that_cannot_initialise_keeps_the_reason():
+    ev = set_torch(h200(), is_available={"value": False, "s": 0.0, "warnings": [
+        "CUDA initialization: The NVIDIA driver on your system is too old (found version 12080). Please update your GPU driver"]})
+    result = judge(ev, "torch.cuda_available")
+    assert result.status.value == "fail" and "too old (found version 12080)" in result.summary
+    assert "torch.cuda.init()" in result.fix
+
+
+def test_rocm_build_on_an_nvidia_machine():
+    ev = set_torch(h200(), version="2.11.0+rocm6.4", version_hip="6.4.43482", version_cuda=None)
+    result = judge(ev, "torch.build")
+    assert result.status.value == "fail" and "ROCm" in result.summary and "whl/cu130" in result.fix
+
+
+def test_torch_sees_fewer_gpus_than_nvml():
+    ev = h200()
+    ev.data["nvml"]["devices"].append(dict(ev.data["nvml"]["devices"][0], uuid="GPU-second"))
+    assert judge(ev, "torch.device_count").status.value == "warn"
+    env(ev, CUDA_VISIBLE_DEVICES="0")
+    assert "as CUDA_VISIBLE_DEVICES=0 asks" in judge(ev, "torch.device_count").summary
+
+
+# cuda toolkits --------------------------------------------------------------------------------
+def test_cuda_home_pointing_nowhere_or_at_another_toolkit():
+    ev = h200()
+    env(ev, CUDA_HOME="/usr/local/cuda-12.1")
+    ev.data["stats"]["/usr/local/cuda-12.1"] = None
+    result = judge(ev, "cuda.cuda_home")
+    assert result.status.value == "fail" and result.fix.startswith("unset CUDA_HOME")
+    ev.data["stats"]["/usr/local/cuda-12.1"] = {"kind": "dir"}
+    result = judge(ev, "cuda.cuda_home")  # vllm-project/vllm#1060: nvcc and torch's CUDA from two toolkits
+    assert result.status.value == "warn" and "export PATH=/usr/local/cuda-12.1/bin:$PATH" in result.fix
+
+
+def test_gcc_newer_than_nvcc_accepts():
+    # "#error -- unsupported GNU version! gcc versions later than 13 are not supported!" (NVlabs/instant-ngp#1562)
+    ev = h200()
+    command(ev, "nvcc --version", stdout="Cuda compilation tools, release 12.4, V12.4.131\n")
+    command(ev, "gcc -dumpfullversion -dumpversion", stdout="14.2.0\n")
+    result = judge(ev, "cuda.host_compiler")
+    assert result.status.value == "warn" and "gcc < 14" in result.summary
+    assert "sudo apt-get install -y gcc-13 g++-13" in result.fix and "CUDAHOSTCXX=g++-13" in result.fix
