@@ -6,6 +6,10 @@ unsupported fields become None, and each GPU gets its index, bus id and a label.
 
 from __future__ import annotations
 
+import re
+
+from gpudoctor import kb
+
 
 def no_driver(driver: dict | None, nvml: dict | None) -> bool:
     """True when neither the kernel (/proc, /sys) nor NVML shows an NVIDIA driver.
@@ -16,6 +20,15 @@ def no_driver(driver: dict | None, nvml: dict | None) -> bool:
     if driver is None or driver.get("loaded"):
         return False
     return not (nvml or {}).get("driver_version")
+
+
+def capability_of(name: str | None) -> tuple[int, int] | None:
+    """A GPU's compute capability from its product name, where NVML did not report it."""
+    for row in kb.load("gpus")["patterns"]:
+        if name and re.search(row["match"], name):
+            major, minor = row["cc"].split(".")
+            return int(major), int(minor)
+    return None
 
 
 def bus_id(raw: str | None) -> str:
@@ -39,7 +52,7 @@ def gpu_devices(nvml: dict | None, nvidia_smi: dict | None) -> list[dict]:
     for position, raw in enumerate(source.get("devices") or []):
         device = {"index": position, **{key: _value(value) for key, value in raw.items()}}
         cc = device.get("cuda_compute_capability")
-        device["cc"] = tuple(cc) if cc else None
+        device["cc"] = tuple(cc) if cc else capability_of(device.get("name"))
         device["bus"] = bus_id((device.get("pci") or {}).get("busId"))
         device["label"] = f"GPU{device.get('index')}" + (f" ({device['bus']})" if device["bus"] else "")
         devices.append(device)
