@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from gpudoctor.checks.python import interpreters
 from gpudoctor.checks.torch import _driver_cuda, install_fix, torch_installs, value
 
 from gpudoctor import compat, fixes, kb
@@ -107,3 +108,24 @@ def host_compiler(cuda_toolkits, os):
         return warn(f"gcc {gcc} is newer than CUDA {release}'s nvcc accepts (gcc < {ceiling})",
                     fix=f"{fixes.install(os, f'gcc-{good}', f'g++-{good}')}\nexport CC=gcc-{good} CXX=g++-{good} CUDAHOSTCXX=g++-{good}")
     return ok(f"gcc {gcc} is accepted by nvcc {release} (gcc < {ceiling})")
+
+
+@check("cuda.ld_library_path", "LD_LIBRARY_PATH does not shadow bundled CUDA libraries",
+       needs=("cuda_libraries",), uses=("python_envs",))
+def ld_library_path(cuda_libraries, python_envs):
+    """A toolkit's lib folder on LD_LIBRARY_PATH shadows the wheels' copies: 'undefined symbol: __nvJitLinkComplete_12_4' (failure mode 29)."""
+    folders = cuda_libraries["ld_library_path"]
+    if not folders:
+        return ok("no CUDA library folder is on LD_LIBRARY_PATH")
+    try:
+        judged = interpreters(python_envs) if python_envs else []
+    except Skip:
+        judged = []
+    wheels = sorted({d["name"] for i in judged for d in i["env"]["distributions"] if d["name"].startswith("nvidia-")})
+    lines = [f"{folder}: {', '.join(libs)}" for folder, libs in folders.items()]
+    if not wheels:
+        return ok("CUDA libraries are on LD_LIBRARY_PATH, but no framework here bundles its own to be shadowed", lines)
+    rest = ":".join(d for d in cuda_libraries["ld_library_path_dirs"] if d not in folders)
+    return warn(f"LD_LIBRARY_PATH puts {len(folders)} CUDA library folder(s) ahead of what the {len(wheels)} nvidia-* wheel(s) bundle",
+                fix=(f"export LD_LIBRARY_PATH={rest}" if rest else "unset LD_LIBRARY_PATH") +
+                    "   # and remove the folder from ~/.bashrc or the job script that sets it", details=lines + wheels)

@@ -23,7 +23,7 @@ class Evidence:
     """Raw answers the machine gave, kept as JSON-able data; thread-safe to record into."""
 
     SECTIONS = ("commands", "files", "listdirs", "stats", "disk_usage", "machine", "env", "user", "nvml",
-                "probes", "which", "options")
+                "probes", "which", "options", "realpaths")
 
     def __init__(self, data: dict | None = None):
         self.data: dict[str, Any] = {section: {} for section in self.SECTIONS}

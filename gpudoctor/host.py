@@ -265,6 +265,12 @@ class LiveHost:
         self.evidence.put("user", info)
         return info
 
+    def realpath(self, path: str) -> str:
+        """The file a path (a library's soname link) finally names."""
+        real = os.path.realpath(path)
+        self.evidence.record("realpaths", path, real)
+        return real
+
     def which(self, name: str) -> str | None:
         """Where `name` is found on this process's PATH."""
         path = shutil.which(name)
@@ -411,6 +417,9 @@ class RecordedHost:
 
     def which(self, name: str) -> str | None:
         return self._lookup("which", name)
+
+    def realpath(self, path: str) -> str:
+        return self._lookup("realpaths", path)
 
     def probe(self, python: str, what: str, timeout: float | None = None) -> dict:
         data = self.evidence.get("probes", f"{python} {what}")

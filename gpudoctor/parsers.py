@@ -179,6 +179,34 @@ def parse_kernel_log(text: str) -> dict:
     return {"xids": xids, "flags": flags}
 
 
+CUDA_LIBRARIES = ("libcudnn", "libcudart", "libnvjitlink", "libcublas", "libcusparse", "libnccl", "libcufft")
+
+
+def parse_ldconfig(text: str) -> dict[str, list[str]]:
+    """CUDA-family libraries in the linker cache (`ldconfig -p`): soname -> paths, in lookup order.
+
+    >>> parse_ldconfig("\\tlibcudart.so.13 (libc6,x86-64) => /usr/local/cuda-13.0/lib/libcudart.so.13")
+    {'libcudart.so.13': ['/usr/local/cuda-13.0/lib/libcudart.so.13']}
+    """
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        name, _, path = line.strip().partition(" => ")
+        soname = name.split(" (")[0]
+        if path and soname.lower().startswith(CUDA_LIBRARIES) and ".so." in soname:
+            found.setdefault(soname, []).append(path.strip())
+    return found
+
+
+def library_version(path: str) -> str | None:
+    """'…/libcudnn.so.9.14.0' -> '9.14.0'; None when the file name carries no version beyond the soname's.
+
+    >>> library_version("/usr/lib/x86_64-linux-gnu/libcudnn.so.9.14.0")
+    '9.14.0'
+    """
+    match = re.search(r"\.so\.(\d+(?:\.\d+)+)$", path)
+    return match.group(1) if match else None
+
+
 def parse_p2p_matrix(text: str) -> dict[str, dict[str, str]]:
     r"""`nvidia-smi topo -p2p r` as {"GPU0": {"GPU1": "OK", ...}, ...}; the diagonal is left out.
 

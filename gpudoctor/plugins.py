@@ -22,6 +22,7 @@ BUILTIN = (
     "gpudoctor.checks.cuda",
     "gpudoctor.checks.python",
     "gpudoctor.checks.torch",
+    "gpudoctor.checks.cudnn",
 )
 
 

@@ -24,9 +24,10 @@ EXPECTED_IDS = [
     "driver.uvm", "driver.persistence", "driver.fabric_manager", "driver.container_cuda",
     "gpu.visible", "gpu.inventory", "gpu.ecc", "gpu.memory_health", "gpu.xid", "gpu.pcie_link", "gpu.thermal", "gpu.mig",
     "gpu.compute_mode", "gpu.processes", "gpu.visible_devices", "gpu.p2p",
-    "cuda.driver_runtime", "cuda.toolkits", "cuda.cuda_home", "cuda.host_compiler",
+    "cuda.driver_runtime", "cuda.toolkits", "cuda.cuda_home", "cuda.host_compiler", "cuda.ld_library_path",
     "python.interpreter", "python.user_site", "python.duplicates", "python.pip_check",
     "torch.build", "torch.cuda_available", "torch.arch_list", "torch.device_count",
+    "cudnn.inventory", "cudnn.torch", "cudnn.hazard",
 ]
 SCHEMA = json.loads((Path(gpudoctor.__file__).parent / "schema.json").read_text())
 ANSI = "\x1b["
@@ -92,7 +93,7 @@ def test_only_and_skip_select_by_id_or_area():
     only = json.loads(gpudoctor_cmd("check", "--format", "json", "--only", "system,gpu.xid").stdout)
     assert {r["area"] for r in only["results"]} == {"system", "gpu"}
     assert [r["id"] for r in only["results"] if r["area"] == "gpu"] == ["gpu.xid"]
-    skipped = json.loads(gpudoctor_cmd("check", "--format", "json", "--skip", "driver", "--skip", "gpu,python,torch,cuda",
+    skipped = json.loads(gpudoctor_cmd("check", "--format", "json", "--skip", "driver", "--skip", "gpu,python,torch,cuda,cudnn",
                                        "--no-smoke").stdout)
     assert {r["area"] for r in skipped["results"]} == {"system"}
 

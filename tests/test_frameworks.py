@@ -176,3 +176,54 @@ def test_gcc_newer_than_nvcc_accepts():
     result = judge(ev, "cuda.host_compiler")
     assert result.status.value == "warn" and "gcc < 14" in result.summary
     assert "sudo apt-get install -y gcc-13 g++-13" in result.fix and "CUDAHOSTCXX=g++-13" in result.fix
+
+
+# cuDNN: the H200 capture's README case, a system cuDNN 9.14 beside the wheel's 9.19 -----------------
+SYSTEM_CUDNN = "/usr/lib/x86_64-linux-gnu/libcudnn.so.9"
+MISMATCH = ("RuntimeError: cuDNN version incompatibility: PyTorch was compiled against (9, 19, 0) but found runtime "
+            "version (9, 14, 0). PyTorch already comes bundled with cuDNN.")
+
+
+def with_system_cudnn(ev):
+    command(ev, "ldconfig -p", stdout=f"2 libs found in cache `/etc/ld.so.cache'\n\tlibcudnn.so.9 (libc6,x86-64) => {SYSTEM_CUDNN}\n")
+    ev.data["realpaths"][SYSTEM_CUDNN] = SYSTEM_CUDNN + ".14.0"
+    return ev
+
+
+def test_the_wheels_cudnn_loaded_and_a_system_copy_waiting():
+    ev = with_system_cudnn(h200())
+    assert judge(ev, "cudnn.torch").status.value == "pass"
+    result = judge(ev, "cudnn.hazard")
+    assert result.status.value == "warn" and "9.19.0" in result.summary
+    assert result.details == (f"{SYSTEM_CUDNN} (9.14.0, the linker cache)",)
+    assert "/usr/lib/x86_64-linux-gnu/libcudnn.so.9 (9.14.0" in judge(ev, "cudnn.inventory").details[0]
+
+
+def test_torch_loading_the_system_cudnn_is_named_with_the_file():
+    ev = with_system_cudnn(h200())
+    facts = torch_facts(ev)
+    facts["loaded_libs"] = [p for p in facts["loaded_libs"] if "libcudnn" not in p] + [SYSTEM_CUDNN]
+    ev.data["probes"]["/opt/torch/.venv/bin/python torch"]["stdout"] = json.dumps(facts)
+    set_torch(ev, cudnn_runtime_raw=[9, 14, 0], cudnn_version={"error": MISMATCH, "s": 0.0})
+    result = judge(ev, "cudnn.torch")
+    assert result.status.value == "fail" and f"loads 9.14.0 from {SYSTEM_CUDNN}" in result.summary
+    assert "pip install --force-reinstall 'nvidia-cudnn-cu13==9.19.*'" in result.fix
+    env(ev, LD_LIBRARY_PATH="/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu")
+    ev.data["listdirs"].update({"/usr/local/nvidia/lib64": [], "/usr/lib/x86_64-linux-gnu": ["libcudnn.so.9"]})
+    assert judge(ev, "cudnn.torch").fix.startswith("export LD_LIBRARY_PATH=/usr/local/nvidia/lib64   # drop /usr/lib/x86_64-linux-gnu")
+
+
+def test_a_toolkit_on_ld_library_path_ahead_of_the_wheels():
+    # ragflow#4466 / pytorch#134929: /usr/local/cuda-12.1/lib64 on LD_LIBRARY_PATH shadows nvidia-nvjitlink-cu12
+    from evidence_helpers import this_machine
+
+    ev = this_machine()
+    env(ev, LD_LIBRARY_PATH="/usr/local/cuda-12.1/lib64:/opt/intel/lib")
+    ev.data["listdirs"].update({"/usr/local/cuda-12.1/lib64": ["libcudart.so.12", "libnvJitLink.so.12"], "/opt/intel/lib": []})
+    key = next(k for k in ev.data["probes"] if k.endswith(" env"))
+    env_answer = json.loads(ev.data["probes"][key]["stdout"].split(" ", 1)[1])
+    env_answer["distributions"].append({"name": "nvidia-nvjitlink-cu12", "version": "12.4.127", "location": "/venv/lib", "installer": "pip"})
+    ev.data["probes"][key]["stdout"] = "GPUDOCTOR-PROBE " + json.dumps(env_answer)
+    result = judge(ev, "cuda.ld_library_path")
+    assert result.status.value == "warn" and result.fix.startswith("export LD_LIBRARY_PATH=/opt/intel/lib")
+    assert "/usr/local/cuda-12.1/lib64: libcudart.so.12, libnvJitLink.so.12" in result.details

@@ -88,11 +88,13 @@ def probe_torch():
         warnings.simplefilter("always")
         facts["is_available"] = fact(torch.cuda.is_available)
     facts["is_available"]["warnings"] = [str(w.message) for w in caught]
+    if facts["version_cuda"].get("value"):  # cuDNN loads without a GPU; its version check raises on a mismatch
+        facts["cudnn_runtime"] = fact(lambda: list(torch._C._cudnn.getRuntimeVersion()))
+        facts["cudnn_version"] = fact(torch.backends.cudnn.version)
     if facts["is_available"].get("value"):
         facts["device_count"] = fact(torch.cuda.device_count)
         count = facts["device_count"].get("value") or 0
         facts["capabilities"] = fact(lambda: [list(torch.cuda.get_device_capability(i)) for i in range(count)])
-        facts["cudnn_version"] = fact(torch.backends.cudnn.version)
     facts["loaded_libs"] = loaded_libraries()
     facts["LD_LIBRARY_PATH"] = os.environ.get("LD_LIBRARY_PATH")
     return facts
