@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from gpudoctor.checks.python import interpreters
-from gpudoctor.checks.torch import _driver_cuda, install_fix, torch_installs, value
+from gpudoctor.checks.torch import _driver_cuda, install_fix, value
 
 from gpudoctor import compat, fixes, kb
 from gpudoctor.host import NOT_RECORDED, NotRecorded
@@ -47,18 +47,37 @@ def driver_runtime(python_envs, nvml, nvidia_smi, driver):
     driver_cuda = _driver_cuda(nvml, nvidia_smi)
     if not driver_cuda:
         raise Skip("no driver reports a CUDA version (see driver.loaded)")
-    runtimes = [(i, f, value(f, "version_cuda")) for i, f in torch_installs(python_envs) if value(f, "version_cuda")]
+    runtimes = _runtimes(python_envs)
     if not runtimes:
-        raise Skip("no CUDA build of a framework is installed (see torch.build)")
-    for interpreter, facts, runtime in runtimes:
+        raise Skip("no CUDA build of a framework is installed (see torch.build, tensorflow.build, jax.install)")
+    for name, interpreter, version, runtime in runtimes:
         if not compat.runtime_runs_on(runtime, driver_cuda):
             floor = compat.minimum_driver(runtime)
-            return fail(f"torch {value(facts, 'version')} needs a driver for CUDA {runtime} (>= {floor}); "
+            other = (install_fix(interpreter["path"], version, driver_cuda, []) if name == "torch"
+                     else f"# install the {name} build for CUDA {driver_cuda.split('.')[0]} (see {name}'s checks)")
+            return fail(f"{name} {version} needs a driver for CUDA {runtime} (>= {floor}); "
                         f"this driver runs CUDA {driver_cuda}: 'The NVIDIA driver on your system is too old'",
-                        fix=f"# either upgrade the driver to >= {floor} (see driver.loaded's commands), or install a build for CUDA {driver_cuda}:\n"
-                            f"{install_fix(interpreter['path'], value(facts, 'version'), driver_cuda, [])}")
-    shown = ", ".join(sorted({f"CUDA {r}" for _, _, r in runtimes}))
-    return ok(f"the driver runs CUDA {driver_cuda}; in use: {shown} (torch)")
+                        fix=f"# either upgrade the driver to >= {floor} (see driver.loaded's commands), or install a build for CUDA {driver_cuda}:\n{other}")
+    shown = ", ".join(sorted({f"{name} CUDA {runtime}" for name, _, _, runtime in runtimes}))
+    return ok(f"the driver runs CUDA {driver_cuda}; in use: {shown}")
+
+
+def _runtimes(python_envs: dict) -> list[tuple[str, dict, str, str]]:
+    """(framework, interpreter, version, CUDA runtime) for every CUDA build in the judged interpreters."""
+    found = []
+    for i in python_envs["interpreters"]:
+        torch = i.get("torch") or {}
+        if value(torch, "version_cuda"):
+            found.append(("torch", i, value(torch, "version"), value(torch, "version_cuda")))
+        tf = i.get("tensorflow") or {}
+        if (tf.get("build") or {}).get("cuda_version"):
+            found.append(("tensorflow", i, tf.get("version"), str(tf["build"]["cuda_version"])))
+        for dist in (i.get("env") or {}).get("distributions") or []:
+            if dist["name"].startswith("jax-cuda") and dist["name"].endswith("-plugin"):
+                plugin = kb.load("jax")["plugins"].get(dist["name"][len("jax-"):-len("-plugin")])
+                if plugin:
+                    found.append(("jax", i, dist["version"], plugin["cuda"]))
+    return found
 
 
 @check("cuda.toolkits", "CUDA toolkits installed", needs=("cuda_toolkits",))

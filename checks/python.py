@@ -35,6 +35,8 @@ def _judge_interpreter(host, chosen: dict) -> dict:
     jobs = {
         "env": lambda: host.probe(path, "env"),
         "torch": lambda: host.probe(path, "torch"),
+        "jax": lambda: host.probe(path, "jax"),
+        "tensorflow": lambda: host.probe(path, "tensorflow"),
         "pip_check": lambda: host.run([path, "-m", "pip", "check"]).to_dict(),
     }
     threads = [threading.Thread(target=lambda k=k, f=f: answers.__setitem__(k, f()), daemon=True) for k, f in jobs.items()]
@@ -47,7 +49,11 @@ def _judge_interpreter(host, chosen: dict) -> dict:
 
 @collector("python_envs")
 def collect_python_envs(host) -> dict:
-    """The judged interpreters, each with its env probe, torch probe and `pip check`."""
+    """The judged interpreters, each with its env probe, framework probes and `pip check`.
+
+    Every probe starts at once: one for a framework that is not installed fails in milliseconds,
+    and the slow imports (torch, TensorFlow) overlap instead of adding up.
+    """
     chosen = choose_interpreters(host)
     results: list = [None] * len(chosen)
     threads = [threading.Thread(target=lambda i=i, c=c: results.__setitem__(i, _judge_interpreter(host, c)), daemon=True)

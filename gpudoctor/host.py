@@ -423,6 +423,9 @@ class RecordedHost:
 
     def probe(self, python: str, what: str, timeout: float | None = None) -> dict:
         data = self.evidence.get("probes", f"{python} {what}")
+        if data is not None and "answer" in data:  # a capture that recorded the answer, not the run
+            tail = (data.get("stderr") or "").strip().splitlines()[-15:]
+            return {**data["answer"], "duration_s": data.get("duration_s", 0.0), "stderr_tail": tail}
         if data is None:
             return probe_answer(CommandResult((python, what), None, error=NOT_RECORDED))
         fields = {k: data[k] for k in ("rc", "stdout", "stderr", "duration_s", "error", "truncated") if k in data}

@@ -23,6 +23,8 @@ BUILTIN = (
     "gpudoctor.checks.python",
     "gpudoctor.checks.torch",
     "gpudoctor.checks.cudnn",
+    "gpudoctor.checks.tensorflow",
+    "gpudoctor.checks.jax",
 )
 
 

@@ -44,15 +44,15 @@ def _areas(results: list[Result]) -> dict[str, list[Result]]:
     return areas
 
 
-def _area_line(area: str, results: list[Result]) -> Line:
+def _area_line(area: str, results: list[Result], width: int) -> Line:
     judged = [r.status for r in results if r.status != Status.SKIP]
     if not judged:
         mark, style = MARKS[Status.SKIP]
         reasons = sorted({r.summary for r in results})
-        return [(f"{mark} ", style), (f"{area:<9}", "bold"), (f"skipped: {reasons[0]}" if len(reasons) == 1 else "skipped", style)]
+        return [(f"{mark} ", style), (f"{area:<{width}}", "bold"), (f"skipped: {reasons[0]}" if len(reasons) == 1 else "skipped", style)]
     mark, style = MARKS[max(judged, key=lambda s: s.rank)]
     counts = {status: sum(r.status == status for r in results) for status in Status}
-    return [(f"{mark} ", style), (f"{area:<9}", "bold"), (_tally(counts, skip_zero=True), "")]
+    return [(f"{mark} ", style), (f"{area:<{width}}", "bold"), (_tally(counts, skip_zero=True), "")]
 
 
 def _tally(counts: dict, skip_zero: bool = False) -> str:
@@ -110,7 +110,8 @@ def verdict_lines(run: Run, exit_code: int, verbose: bool = False) -> list[Line]
             lines.append([("  Slowest " + ", ".join(f"{name} {s:.2f} s" for name, s in slowest), "dim")])
         lines.append([])
     areas = _areas(run.results)
-    lines += [_area_line(area, results) for area, results in areas.items()]
+    width = max((len(area) for area in areas), default=6) + 2
+    lines += [_area_line(area, results, width) for area, results in areas.items()]
     shown = [r for r in run.results if verbose or r.status in (Status.WARN, Status.FAIL, Status.ERROR)]
     for results in _areas(shown).values():
         lines.append([])

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from evidence_helpers import command, env, fixture, judge, nvml_device
+from evidence_helpers import FIXTURES, command, env, fixture, judge, nvml_device
 
 TORCH_HERE = importlib.util.find_spec("torch") is not None  # looked up, never imported: gpudoctor's own rule
 needs_torch = pytest.mark.skipif(not TORCH_HERE, reason="torch==2.13.0 (CPU) is not installed here; .ci/run installs it")
@@ -227,3 +227,68 @@ def test_a_toolkit_on_ld_library_path_ahead_of_the_wheels():
     result = judge(ev, "cuda.ld_library_path")
     assert result.status.value == "warn" and result.fix.startswith("export LD_LIBRARY_PATH=/opt/intel/lib")
     assert "/usr/local/cuda-12.1/lib64: libcudart.so.12, libnvJitLink.so.12" in result.details
+
+
+# TensorFlow and JAX: real CPU installs, recorded; the H200's recorded JAX --------------------------
+def cpu_venvs():
+    return fixture("cpu-framework-venvs-2026-11-26")
+
+
+def test_real_cpu_builds_of_all_three_frameworks_are_named():
+    ev = cpu_venvs()
+    tf = judge(ev, "tensorflow.build")
+    assert tf.status.value == "fail" and "TensorFlow 2.21.0" in tf.summary and "CPU-only" in tf.summary
+    assert tf.fix == ("/tmp/tfvenv/bin/python -m pip uninstall -y tensorflow-cpu\n"
+                      "/tmp/tfvenv/bin/python -m pip install 'tensorflow[and-cuda]==2.21.0'")
+    jax = judge(ev, "jax.install")
+    assert jax.status.value == "fail" and "jax 0.10.2" in jax.summary and "no CUDA plugin" in jax.summary
+    assert '/tmp/jaxvenv/bin/python -m pip install -U "jax[cuda13]"   # driver >= 580' in jax.fix
+    assert "2.13.0+cpu" in judge(ev, "torch.build").summary
+    assert judge(ev, "python.interpreter").summary == "3 interpreters judged"
+    assert judge(ev, "python.pip_check").status.value == "pass"
+
+
+def test_the_h200s_jax_runs_on_the_gpu():
+    ev = h200()
+    assert judge(ev, "jax.install").summary == "jax 0.11.2 with a CUDA backend in /opt/torch/.venv/bin/python"
+    assert judge(ev, "jax.backend").summary == "JAX runs on the GPU backend with 1 device(s)"
+
+
+def test_jax_falling_back_to_the_cpu_says_why():
+    # the capture's own probes/jax-cuda-visible-devices-empty.txt: JAX blames a missing CUDA jaxlib, the real cause is cuInit
+    ev = h200()
+    stderr = (FIXTURES / "h200-2026-11-26/probes/jax-cuda-visible-devices-empty.txt").read_text()
+    ev.data["probes"]["/opt/torch/.venv/bin/python jax"] = {
+        "answer": {"jax": "0.11.2", "jaxlib": "0.11.2", "backend": "cpu", "devices": ["TFRT_CPU_0"]}, "stderr": stderr}
+    result = judge(ev, "jax.backend")
+    assert result.status.value == "fail" and "CUDA_ERROR_NO_DEVICE" in result.summary
+
+
+def _jax_env(ev, **dists):
+    key = "/tmp/jaxvenv/bin/python env"
+    answer = json.loads(ev.data["probes"][key]["stdout"].split(" ", 1)[1])
+    answer["distributions"] += [{"name": n.replace("_", "-"), "version": v, "location": "/tmp/jaxvenv/lib", "installer": "pip"}
+                                for n, v in dists.items()]
+    ev.data["probes"][key]["stdout"] = "GPUDOCTOR-PROBE " + json.dumps(answer)
+    return ev
+
+
+def test_jax_packages_of_different_versions():
+    # jax-ml/jax#24901: a downgraded jax beside a newer plugin; 'Mismatched PJRT plugin PJRT API version' or a segfault
+    ev = _jax_env(cpu_venvs(), jax_cuda12_plugin="0.11.0", jax_cuda12_pjrt="0.11.0")
+    result = judge(ev, "jax.install")
+    assert result.status.value == "fail" and "jax 0.10.2, jax-cuda12-pjrt 0.11.0" in result.summary
+
+
+def test_tensorflow_cuda_build_that_cannot_load_its_libraries():
+    # tensorflow/tensorflow#60854: "Could not load dynamic library 'libcudnn.so.8'" then an empty GPU list
+    ev = h200()
+    ev.data["probes"]["/opt/torch/.venv/bin/python tensorflow"] = {
+        "answer": {"version": "2.15.0", "build": {"is_cuda_build": True, "cuda_version": "12.2", "cudnn_version": "8"}, "gpus": []},
+        "stderr": "W tensorflow/stream_executor/platform/default/dso_loader.cc:64] Could not load dynamic library 'libcudnn.so.8'; "
+                  "dlerror: libcudnn.so.8: cannot open shared object file: No such file or directory\n"
+                  "W tensorflow/core/common_runtime/gpu/gpu_device.cc:1956] Cannot dlopen some GPU libraries.\n"}
+    assert judge(ev, "tensorflow.build").summary.startswith("TensorFlow 2.15.0 built for CUDA 12.2, cuDNN 8")
+    result = judge(ev, "tensorflow.gpus")
+    assert result.status.value == "fail" and "lists 0 of 1 GPUs" in result.summary and len(result.details) == 2
+    assert "'tensorflow[and-cuda]==2.15.0'" in result.fix

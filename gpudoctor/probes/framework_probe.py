@@ -1,6 +1,7 @@
 """gpudoctor's probe, run inside the interpreter being judged: `python framework_probe.py WHAT`.
 
-WHAT is `env` (no framework imported: interpreter, site, distributions) or `torch`.
+WHAT is `env` (no framework imported: interpreter, site, distributions), `torch`, `jax` or
+`tensorflow`.
 Standard library and the framework only, Python 3.8+. Before anything is imported, file
 descriptor 1 is moved onto stderr, so whatever the framework prints (from Python or from
 C) cannot corrupt the answer: one line on the real stdout, MARK followed by JSON. Each fact
@@ -100,7 +101,39 @@ def probe_torch():
     return facts
 
 
-PROBES = {"env": probe_env, "torch": probe_torch}
+def _try(facts, key, func):
+    """Plain-valued facts (the H200 capture's JAX shape); a failing call lands in facts["errors"]."""
+    try:
+        facts[key] = func()
+    except Exception as exc:
+        facts.setdefault("errors", {})[key] = "%s: %s" % (type(exc).__name__, exc)
+
+
+def probe_jax():
+    start = time.perf_counter()
+    import jax
+
+    facts = {"import_s": round(time.perf_counter() - start, 4), "jax": jax.__version__}
+    _try(facts, "jaxlib", lambda: __import__("jaxlib").__version__)
+    _try(facts, "backend", jax.default_backend)
+    _try(facts, "devices", lambda: [str(d) for d in jax.devices()])
+    facts["loaded_libs"] = loaded_libraries()
+    return facts
+
+
+def probe_tensorflow():
+    start = time.perf_counter()
+    import tensorflow as tf
+
+    facts = {"import_s": round(time.perf_counter() - start, 4), "version": tf.__version__}
+    keys = ("is_cuda_build", "is_rocm_build", "cuda_version", "cudnn_version", "cuda_compute_capabilities")
+    _try(facts, "build", lambda: {k: v for k, v in tf.sysconfig.get_build_info().items() if k in keys})
+    _try(facts, "gpus", lambda: [d.name for d in tf.config.list_physical_devices("GPU")])
+    facts["loaded_libs"] = loaded_libraries()
+    return facts
+
+
+PROBES = {"env": probe_env, "torch": probe_torch, "jax": probe_jax, "tensorflow": probe_tensorflow}
 
 
 def main():

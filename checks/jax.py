@@ -1,0 +1,90 @@
+"""The jax area: jax, jaxlib and a CUDA plugin of one version, that this driver and these GPUs run."""
+
+from __future__ import annotations
+
+from gpudoctor.checks.torch import _capabilities, _driver_cuda
+
+from gpudoctor import compat, kb
+from gpudoctor.gpus import gpu_devices, no_driver
+from gpudoctor.plugin import Skip, check, fail, ok
+
+
+def jax_installs(python_envs: dict) -> list[tuple[dict, dict, dict]]:
+    """(interpreter, jax probe answer, {distribution: version}) where jax imported."""
+    found = []
+    for i in python_envs["interpreters"]:
+        if "failure" in i["jax"] or "failed" in i["jax"]:
+            continue
+        dists = {d["name"]: d["version"] for d in (i["env"].get("distributions") or [])} if "failure" not in i["env"] else {}
+        found.append((i, i["jax"], dists))
+    if not found:
+        where = ", ".join(i["path"] for i in python_envs["interpreters"]) or "no interpreter"
+        raise Skip(f"JAX is not installed in {where}")
+    return found
+
+
+def plugin_for(driver_cuda: str | None, capabilities: list) -> str | None:
+    """The newest JAX CUDA plugin this driver and every GPU run (cuda13 needs >= 580 and sm_75)."""
+    for name, plugin in kb.load("jax")["plugins"].items():
+        runs = driver_cuda is None or compat.runtime_runs_on(plugin["cuda"], driver_cuda)
+        if runs and all(cc >= tuple(compat.version_key(plugin["min_cc"])) for cc in capabilities):
+            return name
+    return None
+
+
+def jax_fix(python: str, driver_cuda: str | None, capabilities: list) -> str:
+    if driver_cuda is None:
+        return "\n".join(["# no NVIDIA driver is loaded here; choose the plugin for the driver you will install:"] +
+                         [f'{python} -m pip install -U "jax[{name}]"   # driver >= {p["min_driver"]}, GPUs sm_{p["min_cc"].replace(".", "")}+'
+                          for name, p in kb.load("jax")["plugins"].items()])
+    plugin = plugin_for(driver_cuda, capabilities)
+    if not plugin:
+        return f"# no JAX CUDA plugin runs on a driver for CUDA {driver_cuda} with these GPUs: upgrade the driver (see driver.loaded)"
+    return f'{python} -m pip install -U "jax[{plugin}]"   # aligns jax, jaxlib and the plugin'
+
+
+@check("jax.install", "jax, jaxlib and a CUDA plugin that fit", needs=("python_envs",), uses=("nvml", "nvidia_smi"))
+def install(python_envs, nvml, nvidia_smi):
+    """A jaxlib without a CUDA plugin is CPU-only; versions that differ break the plugin (failure modes 40, 42)."""
+    driver_cuda, capabilities = _driver_cuda(nvml, nvidia_smi), _capabilities(nvml, nvidia_smi)
+    for interpreter, facts, dists in jax_installs(python_envs):
+        if not dists:  # the package list was not recorded: only the backend can speak
+            if facts.get("backend") in ("gpu", "cuda"):
+                continue
+            raise Skip(f"the packages of {interpreter['path']} were not recorded")
+        fix = jax_fix(interpreter["path"], driver_cuda, capabilities)
+        plugins = {n: v for n, v in dists.items() if n.startswith("jax-cuda")}
+        if not plugins:
+            return fail(f"jax {facts.get('jax')} in {interpreter['path']} has no CUDA plugin: it runs on the CPU only", fix=fix)
+        versions = {n: v for n, v in {"jax": facts.get("jax"), "jaxlib": facts.get("jaxlib"), **plugins}.items() if v}
+        if len({compat.version_key(v)[:3] for v in versions.values()}) > 1:
+            shown = ", ".join(f"{n} {v}" for n, v in sorted(versions.items()))
+            return fail(f"JAX's packages differ in {interpreter['path']} ({shown}): 'Mismatched PJRT plugin PJRT API version' "
+                        "or a segfault at the first array", fix=fix)
+        wanted = plugin_for(driver_cuda, capabilities) if driver_cuda else None
+        if wanted and not any(n.startswith(f"jax-{wanted}") for n in plugins):
+            return fail(f"{', '.join(sorted(plugins))} in {interpreter['path']} does not run on this driver (CUDA {driver_cuda}) "
+                        "or these GPUs", fix=f'{interpreter["path"]} -m pip uninstall -y {" ".join(sorted(plugins))}\n{fix}')
+    lines = [f"jax {f.get('jax')} with {', '.join(sorted(n for n in d if n.startswith('jax-cuda'))) or 'a CUDA backend'} in {i['path']}"
+             for i, f, d in jax_installs(python_envs)]
+    return ok(lines[0] if len(lines) == 1 else f"{len(lines)} JAX installs fit", lines)
+
+
+@check("jax.backend", "JAX runs on the GPUs", needs=("python_envs",), uses=("driver", "nvml", "nvidia_smi"))
+def backend(python_envs, driver, nvml, nvidia_smi):
+    """JAX falling back to the CPU says why on stderr: no device visible, or CUDA libraries it cannot use (failure mode 41)."""
+    expected = len(gpu_devices(nvml, nvidia_smi))
+    if no_driver(driver, nvml) or not expected:
+        raise Skip("no GPU answers here (see driver.loaded)")
+    for interpreter, facts, dists in jax_installs(python_envs):
+        if not any(n.startswith("jax-cuda") for n in dists) and dists:
+            raise Skip("no CUDA plugin is installed (see jax.install)")
+        if facts.get("backend") not in ("gpu", "cuda"):
+            reason = " ".join(line.strip() for line in facts.get("stderr_tail") or [] if "CUDA" in line or "cuInit" in line)[:300]
+            return fail(f"JAX in {interpreter['path']} runs on the {facts.get('backend') or 'unknown'} backend: {reason or 'no reason printed'}",
+                        fix="unset LD_LIBRARY_PATH   # JAX wants the CUDA libraries of its own wheels\n"
+                            "# and check CUDA_VISIBLE_DEVICES (gpu.visible_devices)")
+        if len(facts.get("devices") or []) < expected:
+            return fail(f"JAX sees {len(facts.get('devices') or [])} of {expected} GPUs",
+                        fix="nvidia-smi -L   # compare with jax.devices(); see gpu.visible_devices")
+    return ok(f"JAX runs on the GPU backend with {expected} device(s)")

@@ -1,0 +1,53 @@
+"""The tensorflow area: a CUDA build that finds its CUDA libraries and lists the GPUs."""
+
+from __future__ import annotations
+
+from gpudoctor.gpus import gpu_devices, no_driver
+from gpudoctor.plugin import Skip, check, fail, ok
+
+
+def tf_installs(python_envs: dict) -> list[tuple[dict, dict]]:
+    found = [(i, i["tensorflow"]) for i in python_envs["interpreters"]
+             if "failure" not in i["tensorflow"] and "failed" not in i["tensorflow"]]
+    if not found:
+        where = ", ".join(i["path"] for i in python_envs["interpreters"]) or "no interpreter"
+        raise Skip(f"TensorFlow is not installed in {where}")
+    return found
+
+
+def tf_fix(interpreter: dict, version: str | None) -> str:
+    """`tensorflow[and-cuda]` of the same release (TF 2.15+ pulls its CUDA and cuDNN as nvidia-* wheels)."""
+    python = interpreter["path"]
+    dists = {d["name"] for d in interpreter["env"].get("distributions") or []} if "failure" not in interpreter["env"] else set()
+    drop = f"{python} -m pip uninstall -y tensorflow-cpu\n" if "tensorflow-cpu" in dists else ""
+    return f"{drop}{python} -m pip install 'tensorflow[and-cuda]=={version}'"
+
+
+@check("tensorflow.build", "TensorFlow is a CUDA build", needs=("python_envs",))
+def build(python_envs):
+    """A CPU build (tensorflow-cpu, or no CUDA in the build info) never lists a GPU (failure mode 37)."""
+    for interpreter, facts in tf_installs(python_envs):
+        info = facts.get("build") or {}
+        if not info.get("is_cuda_build"):
+            return fail(f"TensorFlow {facts.get('version')} in {interpreter['path']} is a CPU-only build",
+                        fix=tf_fix(interpreter, facts.get("version")))
+    lines = [f"TensorFlow {f.get('version')} built for CUDA {(f.get('build') or {}).get('cuda_version')}, "
+             f"cuDNN {(f.get('build') or {}).get('cudnn_version')} in {i['path']}" for i, f in tf_installs(python_envs)]
+    return ok(lines[0] if len(lines) == 1 else f"{len(lines)} CUDA builds of TensorFlow", lines)
+
+
+@check("tensorflow.gpus", "TensorFlow lists the GPUs", needs=("python_envs",), uses=("driver", "nvml", "nvidia_smi"))
+def gpus(python_envs, driver, nvml, nvidia_smi):
+    """An empty GPU list on a CUDA build: TensorFlow could not dlopen its CUDA or cuDNN libraries (failure modes 37, 38)."""
+    expected = len(gpu_devices(nvml, nvidia_smi))
+    if no_driver(driver, nvml) or not expected:
+        raise Skip("no GPU answers here (see driver.loaded)")
+    for interpreter, facts in tf_installs(python_envs):
+        if not (facts.get("build") or {}).get("is_cuda_build"):
+            raise Skip("a CPU-only build lists no GPU (see tensorflow.build)")
+        listed = facts.get("gpus") or []
+        if len(listed) < expected:
+            missing = [line.strip() for line in facts.get("stderr_tail") or [] if "dlopen" in line or "Could not load dynamic library" in line]
+            return fail(f"TensorFlow in {interpreter['path']} lists {len(listed)} of {expected} GPUs",
+                        details=missing, fix=tf_fix(interpreter, facts.get("version")) + "\nunset LD_LIBRARY_PATH   # if it points at another CUDA")
+    return ok(f"TensorFlow lists all {expected} GPU(s)")
