@@ -25,6 +25,7 @@ BUILTIN = (
     "gpudoctor.checks.cudnn",
     "gpudoctor.checks.tensorflow",
     "gpudoctor.checks.jax",
+    "gpudoctor.checks.conda",
 )
 
 

@@ -30,6 +30,7 @@ EXPECTED_IDS = [
     "cudnn.inventory", "cudnn.torch", "cudnn.hazard",
     "tensorflow.build", "tensorflow.gpus",
     "jax.install", "jax.backend",
+    "conda.env", "conda.cuda_packages", "conda.channels",
 ]
 SCHEMA = json.loads((Path(gpudoctor.__file__).parent / "schema.json").read_text())
 ANSI = "\x1b["
@@ -95,7 +96,7 @@ def test_only_and_skip_select_by_id_or_area():
     only = json.loads(gpudoctor_cmd("check", "--format", "json", "--only", "system,gpu.xid").stdout)
     assert {r["area"] for r in only["results"]} == {"system", "gpu"}
     assert [r["id"] for r in only["results"] if r["area"] == "gpu"] == ["gpu.xid"]
-    skipped = json.loads(gpudoctor_cmd("check", "--format", "json", "--skip", "driver", "--skip", "gpu,python,torch,cuda,cudnn,tensorflow,jax",
+    skipped = json.loads(gpudoctor_cmd("check", "--format", "json", "--skip", "driver", "--skip", "gpu,python,torch,cuda,cudnn,tensorflow,jax,conda",
                                        "--no-smoke").stdout)
     assert {r["area"] for r in skipped["results"]} == {"system"}
 

@@ -292,3 +292,49 @@ def test_tensorflow_cuda_build_that_cannot_load_its_libraries():
     result = judge(ev, "tensorflow.gpus")
     assert result.status.value == "fail" and "lists 0 of 1 GPUs" in result.summary and len(result.details) == 2
     assert "'tensorflow[and-cuda]==2.15.0'" in result.fix
+
+
+# conda: the package records conda keeps in <prefix>/conda-meta ----------------------------------
+CONDA_ENV = "/opt/conda/envs/train"
+CONDA_META = {  # file names and channels as conda writes them (build strings of the real packages)
+    "pytorch-2.5.1-py3.11_cuda12.4_cudnn9.1.0_0.json": "https://conda.anaconda.org/pytorch/linux-64",
+    "pytorch-cuda-12.4-hc786d27_7.json": "https://conda.anaconda.org/pytorch/linux-64",
+    "cuda-version-12.4-h3060b56_3.json": "https://conda.anaconda.org/conda-forge/noarch",
+    "cuda-cudart-12.4.127-0.json": "https://conda.anaconda.org/nvidia/linux-64",
+    "python-3.11.10-hc5c86c4_3_cpython.json": "https://conda.anaconda.org/conda-forge/linux-64",
+}
+
+
+def with_conda_env(ev):
+    env(ev, CONDA_PREFIX=CONDA_ENV)
+    ev.data["listdirs"][f"{CONDA_ENV}/conda-meta"] = sorted(CONDA_META) + ["history"]
+    for name, channel in CONDA_META.items():
+        ev.data["files"][f"{CONDA_ENV}/conda-meta/{name}"] = {"text": json.dumps({"channel": channel})}
+    return ev
+
+
+def test_no_conda_here_is_a_skip_with_the_reason():
+    from evidence_helpers import this_machine
+
+    result = judge(this_machine(), "conda.env")
+    if result.status.value == "skip":
+        assert "no conda, mamba or micromamba" in result.summary
+
+
+def test_conda_env_mixing_channels_and_the_ended_pytorch_channel():
+    ev = with_conda_env(h200())
+    ev.data["which"].update({"conda": "/opt/conda/bin/conda", "mamba": None, "micromamba": None})
+    assert "conda at /opt/conda/bin/conda" in judge(ev, "conda.env").summary
+    result = judge(ev, "conda.channels")
+    assert result.status.value == "warn" and "last release is 2.5" in result.summary
+    assert "pytorch-cuda 12.4 from pytorch" in result.details and "conda config --set channel_priority strict" in result.fix
+    assert judge(ev, "conda.cuda_packages").status.value == "pass"  # CUDA 12.4 packages on a CUDA 13.0 driver
+
+
+def test_conda_cuda_packages_newer_than_the_driver():
+    # pytorch/pytorch#35270: "feature:/linux-64::__cuda==10.2=0" conflicts; here cuda-version 12.4 on a CUDA 11.8 driver
+    ev = with_conda_env(h200())
+    ev.data["nvml"]["cuda_driver_version"] = 11080
+    result = judge(ev, "conda.cuda_packages")
+    assert result.status.value == "fail" and "cuda-version 12.4" in result.summary
+    assert result.fix.startswith(f"conda install -p {CONDA_ENV} -c conda-forge 'cuda-version=11.8'")
