@@ -43,7 +43,7 @@ def _nvcc_release(text: str) -> str | None:
 @check("cuda.driver_runtime", "The driver runs every CUDA runtime in use", needs=("python_envs",),
        uses=("nvml", "nvidia_smi", "driver"))
 def driver_runtime(python_envs, nvml, nvidia_smi, driver):
-    """A framework built for a newer CUDA major than the driver: error 35, 'driver is too old' (failure modes 8, 9)."""
+    """A framework (torch, TensorFlow, JAX's plugin, CuPy) built for a newer CUDA major than the driver: error 35 (failure modes 8, 9)."""
     driver_cuda = _driver_cuda(nvml, nvidia_smi)
     if not driver_cuda:
         raise Skip("no driver reports a CUDA version (see driver.loaded)")
@@ -72,6 +72,9 @@ def _runtimes(python_envs: dict) -> list[tuple[str, dict, str, str]]:
         tf = i.get("tensorflow") or {}
         if (tf.get("build") or {}).get("cuda_version"):
             found.append(("tensorflow", i, tf.get("version"), str(tf["build"]["cuda_version"])))
+        cupy = i.get("cupy") or {}
+        if isinstance(cupy.get("runtime"), int):
+            found.append(("cupy", i, cupy.get("cupy"), compat.cuda_of_driver(cupy["runtime"])))
         for dist in (i.get("env") or {}).get("distributions") or []:
             if dist["name"].startswith("jax-cuda") and dist["name"].endswith("-plugin"):
                 plugin = kb.load("jax")["plugins"].get(dist["name"][len("jax-"):-len("-plugin")])

@@ -37,6 +37,7 @@ def _judge_interpreter(host, chosen: dict) -> dict:
         "torch": lambda: host.probe(path, "torch"),
         "jax": lambda: host.probe(path, "jax"),
         "tensorflow": lambda: host.probe(path, "tensorflow"),
+        "cupy": lambda: host.probe(path, "cupy"),
         "pip_check": lambda: host.run([path, "-m", "pip", "check"]).to_dict(),
     }
     threads = [threading.Thread(target=lambda k=k, f=f: answers.__setitem__(k, f()), daemon=True) for k, f in jobs.items()]

@@ -338,3 +338,83 @@ def test_conda_cuda_packages_newer_than_the_driver():
     result = judge(ev, "conda.cuda_packages")
     assert result.status.value == "fail" and "cuda-version 12.4" in result.summary
     assert result.fix.startswith(f"conda install -p {CONDA_ENV} -c conda-forge 'cuda-version=11.8'")
+
+
+# python: the env probe's answers from the real CPU venvs, changed only where an incident differs ----
+def _env_answer(ev, python):
+    return json.loads(ev.data["probes"][f"{python} env"]["stdout"].split(" ", 1)[1])
+
+
+def _set_env_answer(ev, python, answer):
+    ev.data["probes"][f"{python} env"]["stdout"] = "GPUDOCTOR-PROBE " + json.dumps(answer)
+
+
+def test_torch_in_the_user_site_shadows_the_env():
+    # computational-cell-analytics/micro-sam#953: torch imported from ~/.local while a conda env is active
+    ev = cpu_venvs()
+    answer = _env_answer(ev, "/tmp/torchvenv/bin/python")
+    answer["python"].update(user_site="/home/alice/.local/lib/python3.11/site-packages", user_site_enabled=True)
+    answer["distributions"].append({"name": "torch", "version": "2.4.0", "installer": "pip",
+                                    "location": "/home/alice/.local/lib/python3.11/site-packages"})
+    _set_env_answer(ev, "/tmp/torchvenv/bin/python", answer)
+    result = judge(ev, "python.user_site")
+    assert result.status.value == "warn" and "export PYTHONNOUSERSITE=1" in result.fix
+    duplicate = judge(ev, "python.duplicates")
+    assert duplicate.status.value == "warn" and "torch is installed 2 times" in duplicate.summary
+    assert duplicate.fix.startswith("/tmp/torchvenv/bin/python -m pip uninstall -y torch")
+
+
+def test_pip_check_names_what_to_install():
+    ev = cpu_venvs()
+    key = next(k for k in ev.data["commands"] if k.startswith("/tmp/torchvenv/bin/python"))
+    ev.data["commands"][key].update(rc=1, stdout="torchvision 0.20.0 has requirement torch==2.5.0, but you have torch 2.13.0+cpu.\n")
+    result = judge(ev, "python.pip_check")
+    assert result.status.value == "warn" and result.fix.startswith("/tmp/torchvenv/bin/python -m pip install 'torch==2.5.0'")
+
+
+def test_no_interpreter_to_judge():
+    from evidence_helpers import this_machine
+
+    ev = this_machine()
+    ev.data["which"]["python3"] = None
+    for name in ("VIRTUAL_ENV", "CONDA_PREFIX"):
+        ev.data["env"].pop(name, None)
+    ev.data["options"] = {}
+    result = judge(ev, "python.interpreter")
+    assert result.status.value == "warn" and result.fix.startswith("gpudoctor check --python")
+
+
+def test_jax_cuda13_plugin_on_a_volta_gpu():
+    # JAX docs: "On CUDA 13, JAX supports NVIDIA GPUs that have SM version 7.5 or newer" (failure mode 42)
+    ev = _jax_env(cpu_venvs(), jax_cuda13_plugin="0.10.2", jax_cuda13_pjrt="0.10.2")
+    ev.data["nvml"] = fixture("h200-2026-11-26").data["nvml"]
+    ev.data["nvml"]["devices"][0].update(name="Tesla V100-SXM2-32GB", cuda_compute_capability=[7, 0])
+    result = judge(ev, "jax.install")
+    assert result.status.value == "fail" and "does not run on this driver" in result.summary
+    assert 'pip install -U "jax[cuda12]"' in result.fix and "uninstall -y jax-cuda13-pjrt jax-cuda13-plugin" in result.fix
+
+
+def test_the_probe_itself_runs_on_python_38():
+    import glob
+    import os
+    import shutil
+
+    candidates = [shutil.which("python3.8")] + glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8"))
+    for python in filter(None, candidates):
+        proc = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2] == (3, 8))"], capture_output=True, text=True)
+        if proc.stdout.strip() == "True":
+            from gpudoctor.host import PROBE_SCRIPT
+
+            out = subprocess.run([python, PROBE_SCRIPT, "env"], capture_output=True, text=True, timeout=60).stdout
+            assert out.startswith("GPUDOCTOR-PROBE ") and '"version": "3.8' in out
+            return
+    pytest.skip("no Python 3.8 here to run the probe under")
+
+
+def test_cupy_runtime_against_the_driver():
+    ev = h200()  # the capture's CuPy 14.2.0: runtime 13020 (13.2) on a 13.0 driver, fine within CUDA 13
+    assert "cupy CUDA 13.2" in judge(ev, "cuda.driver_runtime").summary
+    ev.data["probes"]["/opt/torch/.venv/bin/python torch"]["stdout"] = json.dumps({"failed": "ModuleNotFoundError"})
+    ev.data["nvml"]["cuda_driver_version"] = 12080
+    result = judge(ev, "cuda.driver_runtime")
+    assert result.status.value == "fail" and result.summary.startswith("cupy 14.2.0 needs a driver for CUDA 13.2 (>= 580.65.06)")

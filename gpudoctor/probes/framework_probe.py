@@ -1,7 +1,7 @@
 """gpudoctor's probe, run inside the interpreter being judged: `python framework_probe.py WHAT`.
 
-WHAT is `env` (no framework imported: interpreter, site, distributions), `torch`, `jax` or
-`tensorflow`.
+WHAT is `env` (no framework imported: interpreter, site, distributions), `torch`, `jax`,
+`tensorflow` or `cupy`.
 Standard library and the framework only, Python 3.8+. Before anything is imported, file
 descriptor 1 is moved onto stderr, so whatever the framework prints (from Python or from
 C) cannot corrupt the answer: one line on the real stdout, MARK followed by JSON. Each fact
@@ -133,7 +133,17 @@ def probe_tensorflow():
     return facts
 
 
-PROBES = {"env": probe_env, "torch": probe_torch, "jax": probe_jax, "tensorflow": probe_tensorflow}
+def probe_cupy():
+    import cupy
+
+    facts = {"cupy": cupy.__version__}
+    _try(facts, "runtime", cupy.cuda.runtime.runtimeGetVersion)
+    _try(facts, "driver", cupy.cuda.runtime.driverGetVersion)
+    _try(facts, "devices", cupy.cuda.runtime.getDeviceCount)
+    return facts
+
+
+PROBES = {"env": probe_env, "torch": probe_torch, "jax": probe_jax, "tensorflow": probe_tensorflow, "cupy": probe_cupy}
 
 
 def main():
