@@ -8,6 +8,7 @@ from gpudoctor.checks.python import interpreters
 from gpudoctor.checks.torch import _driver_cuda, install_fix, value
 
 from gpudoctor import compat, fixes, kb
+from gpudoctor.gpus import gpu_devices
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
@@ -137,6 +138,8 @@ def host_compiler(cuda_toolkits, os):
 def ld_library_path(cuda_libraries, python_envs):
     """A toolkit's lib folder on LD_LIBRARY_PATH shadows the wheels' copies: 'undefined symbol: __nvJitLinkComplete_12_4' (failure mode 29)."""
     folders = cuda_libraries["ld_library_path"]
+    if not folders and cuda_libraries.get("unlisted"):
+        return skip(f"the folders on LD_LIBRARY_PATH were not recorded ({':'.join(cuda_libraries['unlisted'])})")
     if not folders:
         return ok("no CUDA library folder is on LD_LIBRARY_PATH")
     try:
@@ -151,3 +154,28 @@ def ld_library_path(cuda_libraries, python_envs):
     return warn(f"LD_LIBRARY_PATH puts {len(folders)} CUDA library folder(s) ahead of what the {len(wheels)} nvidia-* wheel(s) bundle",
                 fix=(f"export LD_LIBRARY_PATH={rest}" if rest else "unset LD_LIBRARY_PATH") +
                     "   # and remove the folder from ~/.bashrc or the job script that sets it", details=lines + wheels)
+
+
+@check("cuda.forward_compat", "The forward-compatibility package only where it works", needs=("cuda_libraries",),
+       uses=("nvml", "nvidia_smi", "driver"))
+def forward_compat(cuda_libraries, nvml, nvidia_smi, driver):
+    """cuda-compat's libcuda on a GeForce GPU fails with error 804, and one older than the driver with 803 (failure mode 31)."""
+    folders = [f for f, libs in cuda_libraries["ld_library_path"].items() if "compat" in f and any(n.startswith("libcuda.so") for n in libs)]
+    cached = [p for p in (cuda_libraries["cache"] or {}).get("libcuda.so.1", []) if "/compat/" in p]
+    if not folders and not cached:
+        if cuda_libraries["cache"] is None or cuda_libraries.get("unlisted"):
+            return skip("the linker cache or the folders on LD_LIBRARY_PATH were not recorded")
+        return ok("the forward-compatibility package (cuda-compat) is not in use")
+    where = (folders or cached)[0]
+    geforce = [d["name"] for d in gpu_devices(nvml, nvidia_smi) if "GeForce" in (d.get("name") or "")]
+    undo = (f"export LD_LIBRARY_PATH={':'.join(d for d in cuda_libraries['ld_library_path_dirs'] if d not in folders)}"
+            if folders else f"sudo rm /etc/ld.so.conf.d/*compat* && sudo ldconfig   # whichever file lists {where}")
+    if geforce:
+        return fail(f"cuda-compat ({where}) is in use on {geforce[0]}: forward compatibility works only on data-center GPUs "
+                    "(cudaErrorCompatNotSupportedOnDevice, 804)", fix=undo)
+    module = (driver or {}).get("version")
+    compat_version = next((c for c in cuda_libraries.get("compat_versions", []) if c), None)
+    if module and compat_version and compat.version_key(compat_version) < compat.version_key(module):
+        return fail(f"cuda-compat's libcuda {compat_version} ({where}) is older than the driver {module}: CUDA fails with 803",
+                    fix=undo + "   # the driver itself is newer: the compat package is not needed")
+    return ok(f"cuda-compat is in use from {where} on data-center GPUs")

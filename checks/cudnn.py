@@ -30,12 +30,13 @@ def collect_cuda_libraries(host) -> dict:
     ldconfig = host.run(["ldconfig", "-p"])
     cache = parse_ldconfig(ldconfig.stdout) if ldconfig.ok else None
     dirs = [d for d in (host.environ.get("LD_LIBRARY_PATH") or "").split(":") if d]
-    on_path = {}
+    on_path, unlisted = {}, []
     for folder in dirs:
         try:
             names = host.listdir(folder) or []
         except NotRecorded:
-            names = []
+            unlisted.append(folder)
+            continue
         libs = sorted(n for n in names if n.lower().startswith(CUDA_LIBRARIES) and ".so." in n)
         if libs:
             on_path[folder] = libs
@@ -43,8 +44,9 @@ def collect_cuda_libraries(host) -> dict:
              for soname, paths in (cache or {}).items() if soname.startswith("libcudnn.so") for path in paths]
     cudnn += [{"path": f"{folder}/{name}", "version": _version_of(host, f"{folder}/{name}"), "where": "LD_LIBRARY_PATH"}
               for folder, names in on_path.items() for name in names if name.startswith("libcudnn.so.")]
+    compat_versions = [_version_of(host, f"{folder}/libcuda.so.1") for folder in on_path if "compat" in folder]
     return {"cache": cache, "cache_error": ldconfig.error, "ld_library_path": on_path, "ld_library_path_dirs": dirs,
-            "cudnn": cudnn}
+            "unlisted": unlisted, "cudnn": cudnn, "compat_versions": compat_versions}
 
 
 def _pip_cudnn(python_envs: dict | None) -> list[str]:

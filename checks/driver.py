@@ -8,7 +8,7 @@ from gpudoctor.checks.gpu import nvswitch_count
 from gpudoctor.checks.system import container_kind
 from packaging.version import InvalidVersion, Version
 
-from gpudoctor import fixes
+from gpudoctor import fixes, kb
 from gpudoctor.gpus import gpu_devices, no_driver
 from gpudoctor.host import NOT_FOUND, NOT_RECORDED, TIMED_OUT, NotRecorded
 from gpudoctor.parsers import classify_smi_failure, parse_driver_version, parse_kernel_log, parse_smi_xml
@@ -339,3 +339,24 @@ def _driver_cuda(nvml: dict | None, nvidia_smi: dict | None) -> str | None:
     if isinstance(version, int):
         return f"{version // 1000}.{version % 1000 // 10}"
     return ((nvidia_smi or {}).get("parsed") or {}).get("cuda_version")
+
+
+@check("driver.branch_support", "The driver branch is still supported", needs=("driver",), uses=("machine", "nvml", "os"))
+def branch_support(driver, machine, nvml, os):
+    """A data-center branch past its end of life gets no more security or bug fixes."""
+    if no_driver(driver, nvml):
+        return skip(NO_MODULE)
+    version = driver["version"] or (nvml or {}).get("driver_version") or ""
+    branch = version.split(".")[0]
+    life = kb.load("cuda")["driver_branches"].get(branch)
+    today = (machine or {}).get("date")
+    if not life:
+        return skip(f"gpudoctor has no lifecycle data for branch R{branch} (NVIDIA publishes it for data-center branches)")
+    if not today:
+        return skip("the date of the check was not recorded")
+    if today[:7] > life["eol"]:
+        newest = max((b for b, l in kb.load("cuda")["driver_branches"].items() if l["designation"] == "LTSB" and l["eol"] > today[:7]),
+                     key=int, default=None)
+        return warn(f"driver {version} is branch R{branch} ({life['designation']}), which reached end of life in {life['eol']}",
+                    fix=fixes.install_branch(os, newest) if newest else "# move to a supported branch (see NVIDIA's driver lifecycle)")
+    return ok(f"branch R{branch} ({life['designation']}) is supported until {life['eol']}")

@@ -241,11 +241,12 @@ class LiveHost:
 
     # -- the machine and the user -----------------------------------------------------
     def machine(self) -> dict:
-        """CPU and memory sizes, read with psutil."""
+        """Today's date, CPU and memory sizes (psutil): the date makes lifecycle checks replayable."""
         import psutil
 
         memory = psutil.virtual_memory()
         info = {
+            "date": time.strftime("%Y-%m-%d"),
             "cpu_logical": psutil.cpu_count(logical=True),
             "cpu_physical": psutil.cpu_count(logical=False),
             "memory_total": memory.total,

@@ -179,7 +179,7 @@ def parse_kernel_log(text: str) -> dict:
     return {"xids": xids, "flags": flags}
 
 
-CUDA_LIBRARIES = ("libcudnn", "libcudart", "libnvjitlink", "libcublas", "libcusparse", "libnccl", "libcufft")
+CUDA_LIBRARIES = ("libcudnn", "libcudart", "libnvjitlink", "libcublas", "libcusparse", "libnccl", "libcufft", "libcuda.so")
 
 
 def parse_ldconfig(text: str) -> dict[str, list[str]]:

@@ -43,11 +43,16 @@ def cuda_table(compat: dict) -> dict:
             "minor_version_compat": mins["minor_version_compat"][0]["source"],
             "host_gcc_max_exclusive": compat["nvcc_host_gcc"]["source"],
             "dropped_cc": "; ".join(row["source"] for row in compat["cuda_dropped_cc"]),
+            "driver_branches": mins["forward_compat"]["source"],
         },
         "toolkit_driver": dict(sorted(toolkit.items(), key=lambda kv: _key(kv[0]))),
         "minor_version_compat": mvc,
         "host_gcc_max_exclusive": compat["nvcc_host_gcc"]["max_gcc_major_exclusive"],
         "dropped_cc": {row["cuda"]: row["removed"] for row in compat["cuda_dropped_cc"] if row["removed"]},
+        "driver_branches": {row["branch"].lstrip("R"): {"designation": row["designation"], "eol": _month(row["eol"]),
+                                                         "max_cuda_major": row["max_cuda_major_without_compat"]}
+                            for row in mins["forward_compat"]["datacenter_branches"]},
+        "forward_compat": {k: mins["forward_compat"][k] for k in ("package", "applies_to", "not_for")},
     }
 
 
@@ -91,6 +96,16 @@ def jax_table(compat: dict) -> dict:
         "source": source["source"],
         "plugins": dict(sorted(plugins.items(), reverse=True)),
     }
+
+
+MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december"]
+
+
+def _month(text: str) -> str:
+    """'June 2026' -> '2026-06'."""
+    month, year = text.split()
+    return f"{year}-{MONTHS.index(month.lower()) + 1:02d}"
 
 
 def _key(version: str) -> tuple:

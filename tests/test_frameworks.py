@@ -418,3 +418,32 @@ def test_cupy_runtime_against_the_driver():
     ev.data["nvml"]["cuda_driver_version"] = 12080
     result = judge(ev, "cuda.driver_runtime")
     assert result.status.value == "fail" and result.summary.startswith("cupy 14.2.0 needs a driver for CUDA 13.2 (>= 580.65.06)")
+
+
+# driver lifecycle and the forward-compatibility package -------------------------------------------
+def test_driver_branch_past_its_end_of_life():
+    ev = h200()
+    ev.data["files"]["/proc/driver/nvidia/version"]["text"] = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  535.230.02  Release Build"
+    result = judge(ev, "driver.branch_support")  # R535 LTSB ended in June 2026; the capture is from November 2026
+    assert result.status.value == "warn" and "end of life in 2026-06" in result.summary
+    assert result.fix.startswith("sudo apt-get install -y nvidia-driver-")
+    assert judge(h200(), "driver.branch_support").summary == "branch R580 (LTSB) is supported until 2028-06"
+
+
+def _compat_on_path(ev, libcuda: str):
+    env(ev, LD_LIBRARY_PATH="/usr/local/cuda-13.2/compat")
+    ev.data["listdirs"]["/usr/local/cuda-13.2/compat"] = ["libcuda.so", "libcuda.so.1", libcuda]
+    ev.data["realpaths"]["/usr/local/cuda-13.2/compat/libcuda.so.1"] = f"/usr/local/cuda-13.2/compat/{libcuda}"
+    ev.data["commands"]["ldconfig -p"] = {"rc": 0, "stdout": "0 libs found in cache\n", "stderr": "", "error": None}
+    return ev
+
+
+def test_forward_compat_on_data_center_and_geforce_gpus():
+    ev = _compat_on_path(h200(), "libcuda.so.595.45.04")
+    assert "in use from /usr/local/cuda-13.2/compat on data-center GPUs" in judge(ev, "cuda.forward_compat").summary
+    nvml_device(ev, name="NVIDIA GeForce RTX 4090", cuda_compute_capability=[8, 9])
+    result = judge(ev, "cuda.forward_compat")  # cudaErrorCompatNotSupportedOnDevice (804)
+    assert result.status.value == "fail" and "804" in result.summary and result.fix.startswith("export LD_LIBRARY_PATH=")
+    older = _compat_on_path(h200(), "libcuda.so.575.57.08")
+    result = judge(older, "cuda.forward_compat")
+    assert result.status.value == "fail" and "575.57.08" in result.summary and "803" in result.summary
