@@ -116,3 +116,24 @@ def channels(conda):
                             f"# recreate the env from conda-forge alone, or keep conda for Python and install torch with pip:\n"
                             f"conda create -p {prefix}-new -c conda-forge python pytorch-gpu")
     return ok("each environment takes its CUDA packages from one channel")
+
+
+PIP_NAMES = {"pytorch": "torch", "pytorch-gpu": "torch", "tensorflow": "tensorflow", "tensorflow-gpu": "tensorflow", "jaxlib": "jaxlib"}
+
+
+@check("conda.pip_mix", "No package installed by both conda and pip", needs=("conda", "python_envs"))
+def pip_mix(conda, python_envs):
+    """conda's pytorch and pip's torch in one env: whichever wrote last wins, and the other's files linger (failure mode 35)."""
+    envs = conda_envs(conda)
+    for interpreter in python_envs["interpreters"]:
+        prefix = next((p for p in envs if interpreter["path"].startswith(p.rstrip("/") + "/")), None)
+        if prefix is None or "failure" in interpreter["env"]:
+            continue
+        by_pip = {d["name"] for d in interpreter["env"]["distributions"] if d.get("installer") == "pip"}
+        both = sorted(name for name in envs[prefix] if PIP_NAMES.get(name) in by_pip)
+        if both:
+            names = " ".join(PIP_NAMES[n] for n in both)
+            return warn(f"{prefix} has {', '.join(both)} from conda and {names} from pip",
+                        fix=f"conda remove -p {prefix} --force {' '.join(both)}\n"
+                            f"{interpreter['path']} -m pip install --force-reinstall {names}   # keep one installer per package")
+    return ok("no framework is installed by both conda and pip")

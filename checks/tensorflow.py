@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from gpudoctor.checks.torch import _capabilities
+
+from gpudoctor import compat
 from gpudoctor.gpus import gpu_devices, no_driver
 from gpudoctor.plugin import Skip, check, fail, ok
 
@@ -51,3 +54,29 @@ def gpus(python_envs, driver, nvml, nvidia_smi):
             return fail(f"TensorFlow in {interpreter['path']} lists {len(listed)} of {expected} GPUs",
                         details=missing, fix=tf_fix(interpreter, facts.get("version")) + "\nunset LD_LIBRARY_PATH   # if it points at another CUDA")
     return ok(f"TensorFlow lists all {expected} GPU(s)")
+
+
+@check("tensorflow.arch", "TensorFlow has code for every GPU", needs=("python_envs",), uses=("nvml", "nvidia_smi"))
+def arch(python_envs, nvml, nvidia_smi):
+    """No SASS of the GPU's major and no older PTX: 'device kernel image is invalid' (failure mode 39).
+
+    TensorFlow ships PTX for its newest architecture on purpose, so newer GPUs run after a JIT
+    compile (the first start takes minutes); only GPUs older than every entry fail.
+    """
+    capabilities = _capabilities(nvml, nvidia_smi)
+    if not capabilities:
+        raise Skip("no GPU with a known compute capability")
+    for interpreter, facts in tf_installs(python_envs):
+        listed = (facts.get("build") or {}).get("cuda_compute_capabilities") or []
+        if not listed:
+            raise Skip("the build lists no compute capabilities (a CPU-only build: see tensorflow.build)")
+        sass = [compat.version_key(a.split("_")[1]) for a in listed if a.startswith("sm_")]
+        ptx = [compat.version_key(a.split("_")[1]) for a in listed if a.startswith("compute_")]
+        for major, minor in capabilities:
+            code = major * 10 + minor
+            if not any(s[0] // 10 == major and s[0] <= code for s in sass) and not any(p[0] <= code for p in ptx):
+                return fail(f"TensorFlow {facts.get('version')} in {interpreter['path']} has no code for sm_{code} "
+                            f"(it has {' '.join(listed)}): 'device kernel image is invalid'",
+                            fix=tf_fix(interpreter, facts.get("version")).replace(f"=={facts.get('version')}'", "'") +
+                                "   # a newer release, built for this GPU")
+    return ok(f"TensorFlow has code for every GPU ({', '.join(sorted({f'sm_{a}{b}' for a, b in capabilities}))})")

@@ -28,9 +28,9 @@ EXPECTED_IDS = [
     "python.interpreter", "python.user_site", "python.duplicates", "python.pip_check",
     "torch.build", "torch.cuda_available", "torch.arch_list", "torch.device_count",
     "cudnn.inventory", "cudnn.torch", "cudnn.hazard",
-    "tensorflow.build", "tensorflow.gpus",
+    "tensorflow.build", "tensorflow.gpus", "tensorflow.arch",
     "jax.install", "jax.backend",
-    "conda.env", "conda.cuda_packages", "conda.channels",
+    "conda.env", "conda.cuda_packages", "conda.channels", "conda.pip_mix",
 ]
 SCHEMA = json.loads((Path(gpudoctor.__file__).parent / "schema.json").read_text())
 ANSI = "\x1b["

@@ -447,3 +447,27 @@ def test_forward_compat_on_data_center_and_geforce_gpus():
     older = _compat_on_path(h200(), "libcuda.so.575.57.08")
     result = judge(older, "cuda.forward_compat")
     assert result.status.value == "fail" and "575.57.08" in result.summary and "803" in result.summary
+
+
+def test_tensorflow_without_code_for_an_old_gpu():
+    # tensorflow/tensorflow#60854's build info: ['sm_35', 'sm_50', 'sm_60', 'sm_70', 'sm_75', 'compute_80']
+    ev = h200()
+    ev.data["probes"]["/opt/torch/.venv/bin/python tensorflow"] = {"answer": {"version": "2.13.0", "gpus": ["/physical_device:GPU:0"],
+        "build": {"is_cuda_build": True, "cuda_version": "11.8", "cudnn_version": "8",
+                  "cuda_compute_capabilities": ["sm_35", "sm_50", "sm_60", "sm_70", "sm_75", "compute_80"]}}}
+    assert judge(ev, "tensorflow.arch").status.value == "pass"  # sm_90 runs the compute_80 PTX
+    nvml_device(ev, name="NVIDIA Tesla K10", cuda_compute_capability=[3, 0])
+    result = judge(ev, "tensorflow.arch")
+    assert result.status.value == "fail" and "sm_30" in result.summary and "device kernel image is invalid" in result.summary
+
+
+def test_pytorch_from_conda_and_torch_from_pip_in_one_env():
+    ev = with_conda_env(h200())
+    ev.data["options"] = {"python": [f"{CONDA_ENV}/bin/python"]}
+    ev.data["probes"][f"{CONDA_ENV}/bin/python env"] = {"answer": {
+        "python": {"version": "3.11.10", "conda": True, "venv": False, "user_site": None},
+        "distributions": [{"name": "torch", "version": "2.11.0", "location": f"{CONDA_ENV}/lib/python3.11/site-packages", "installer": "pip"}],
+        "modules": {"torch": f"{CONDA_ENV}/lib/python3.11/site-packages/torch/__init__.py"}}}
+    result = judge(ev, "conda.pip_mix")
+    assert result.status.value == "warn" and "pytorch from conda and torch from pip" in result.summary
+    assert result.fix.startswith(f"conda remove -p {CONDA_ENV} --force pytorch")
