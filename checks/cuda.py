@@ -84,17 +84,20 @@ def _runtimes(python_envs: dict) -> list[tuple[str, dict, str, str]]:
     return found
 
 
-@check("cuda.toolkits", "CUDA toolkits installed", needs=("cuda_toolkits",))
-def toolkits(cuda_toolkits):
-    """Which toolkits exist and which nvcc wins; frameworks bring their own runtime, extensions need nvcc."""
+@check("cuda.toolkits", "CUDA toolkits installed", needs=("cuda_toolkits",), uses=("conda",))
+def toolkits(cuda_toolkits, conda):
+    """Which toolkits exist (/usr/local, nvcc on PATH, conda's cuda-nvcc) and which nvcc wins."""
     found = cuda_toolkits["installed"]
     nvcc = cuda_toolkits["nvcc_path"]
-    if not found and not nvcc:
+    in_conda = [f"{prefix}: cuda-nvcc {pkgs['cuda-nvcc']['version']}" for prefix, pkgs in ((conda or {}).get("envs") or {}).items()
+                if "cuda-nvcc" in pkgs]
+    if not found and not nvcc and not in_conda:
         return skip("no CUDA toolkit is installed: frameworks bring their own CUDA runtime; nvcc is needed only to build extensions")
-    lines = [f"/usr/local/cuda-{v}" for v in found]
+    lines = [f"/usr/local/cuda-{v}" for v in found] + in_conda
     if nvcc:
         lines.append(f"nvcc on PATH: {nvcc} (release {cuda_toolkits['nvcc_version']})")
-    head = f"nvcc {cuda_toolkits['nvcc_version']} at {nvcc}" if nvcc else f"CUDA {', '.join(found)} under /usr/local, no nvcc on PATH"
+    head = (f"nvcc {cuda_toolkits['nvcc_version']} at {nvcc}" if nvcc else
+            f"CUDA {', '.join(found)} under /usr/local, no nvcc on PATH" if found else in_conda[0])
     return ok(head, lines)
 
 

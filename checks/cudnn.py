@@ -58,11 +58,13 @@ def _pip_cudnn(python_envs: dict | None) -> list[str]:
             if d["name"].startswith("nvidia-cudnn")]
 
 
-@check("cudnn.inventory", "cuDNN copies on this machine", needs=("cuda_libraries",), uses=("python_envs",))
-def inventory(cuda_libraries, python_envs):
-    """Every cuDNN, with its version and where it lives: pip wheels, the linker cache, LD_LIBRARY_PATH."""
-    lines = _pip_cudnn(python_envs) + [f"{c['path']} ({c['version'] or 'version unknown'}, {c['where']})"
-                                       for c in cuda_libraries["cudnn"]]
+@check("cudnn.inventory", "cuDNN copies on this machine", needs=("cuda_libraries",), uses=("python_envs", "conda"))
+def inventory(cuda_libraries, python_envs, conda):
+    """Every cuDNN, with its version and where it lives: pip wheels, conda, the linker cache, LD_LIBRARY_PATH."""
+    in_conda = [f"cudnn {pkgs['cudnn']['version']} in {prefix} (conda, {pkgs['cudnn']['channel']})"
+                for prefix, pkgs in ((conda or {}).get("envs") or {}).items() if "cudnn" in pkgs]
+    lines = _pip_cudnn(python_envs) + in_conda + [f"{c['path']} ({c['version'] or 'version unknown'}, {c['where']})"
+                                                  for c in cuda_libraries["cudnn"]]
     if not lines:
         return skip("no cuDNN is installed (frameworks that need it bring it as the nvidia-cudnn-cuXX wheel)")
     return ok(f"{len(lines)} cuDNN cop{'y' if len(lines) == 1 else 'ies'}", lines)

@@ -65,7 +65,9 @@ def build(python_envs, nvml, nvidia_smi):
         if not value(facts, "version_cuda"):
             return fail(f"torch {version} in {interpreter['path']} is a CPU-only build: 'Torch not compiled with CUDA enabled'",
                         fix=install_fix(interpreter["path"], version, _driver_cuda(nvml, nvidia_smi), _capabilities(nvml, nvidia_smi)))
-    lines = [f"torch {value(f, 'version')} (CUDA {value(f, 'version_cuda')}) in {i['path']}" for i, f in torch_installs(python_envs)]
+    lines = [f"torch {value(f, 'version')} (CUDA {value(f, 'version_cuda')}"
+             + (f", NCCL {'.'.join(map(str, value(f, 'nccl')))}" if value(f, "nccl") else "") + f") in {i['path']}"
+             for i, f in torch_installs(python_envs)]
     return ok(lines[0] if len(lines) == 1 else f"{len(lines)} CUDA builds of torch", lines)
 
 

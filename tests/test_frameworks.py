@@ -102,7 +102,7 @@ def test_the_h200s_torch_is_healthy():
     ev = h200()
     for check_id in ("torch.build", "torch.cuda_available", "torch.arch_list", "torch.device_count", "cuda.driver_runtime"):
         assert judge(ev, check_id).status.value == "pass", check_id
-    assert judge(ev, "torch.build").summary == "torch 2.11.0+cu130 (CUDA 13.0) in /opt/torch/.venv/bin/python"
+    assert judge(ev, "torch.build").summary == "torch 2.11.0+cu130 (CUDA 13.0, NCCL 2.28.9) in /opt/torch/.venv/bin/python"
 
 
 def test_driver_too_old_for_the_wheel():
@@ -329,6 +329,9 @@ def test_conda_env_mixing_channels_and_the_ended_pytorch_channel():
     assert result.status.value == "warn" and "last release is 2.5" in result.summary
     assert "pytorch-cuda 12.4 from pytorch" in result.details and "conda config --set channel_priority strict" in result.fix
     assert judge(ev, "conda.cuda_packages").status.value == "pass"  # CUDA 12.4 packages on a CUDA 13.0 driver
+    ev.data["listdirs"][f"{CONDA_ENV}/conda-meta"].append("cuda-nvcc-12.4.131-0.json")
+    ev.data["files"][f"{CONDA_ENV}/conda-meta/cuda-nvcc-12.4.131-0.json"] = {"text": json.dumps({"channel": "https://conda.anaconda.org/nvidia/linux-64"})}
+    assert f"{CONDA_ENV}: cuda-nvcc 12.4.131" in judge(ev, "cuda.toolkits").details
 
 
 def test_conda_cuda_packages_newer_than_the_driver():
