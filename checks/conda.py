@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import os
 
-from gpudoctor.checks.torch import _driver_cuda
-
 from gpudoctor import compat
+from gpudoctor.gpus import driver_cuda as _driver_cuda
 from gpudoctor.host import NotRecorded
 from gpudoctor.plugin import Skip, check, collector, fail, ok, warn
 

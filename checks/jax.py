@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from gpudoctor.checks.torch import _capabilities, _driver_cuda
+from gpudoctor.checks.python import installs
 
 from gpudoctor import compat, kb
+from gpudoctor.gpus import capabilities as _capabilities
+from gpudoctor.gpus import driver_cuda as _driver_cuda
 from gpudoctor.gpus import gpu_devices, no_driver
 from gpudoctor.plugin import Skip, check, fail, ok
 
 
 def jax_installs(python_envs: dict) -> list[tuple[dict, dict, dict]]:
     """(interpreter, jax probe answer, {distribution: version}) where jax imported."""
-    found = []
-    for i in python_envs["interpreters"]:
-        if "failure" in i["jax"] or "failed" in i["jax"]:
-            continue
-        dists = {d["name"]: d["version"] for d in (i["env"].get("distributions") or [])} if "failure" not in i["env"] else {}
-        found.append((i, i["jax"], dists))
-    if not found:
-        where = ", ".join(i["path"] for i in python_envs["interpreters"]) or "no interpreter"
-        raise Skip(f"JAX is not installed in {where}")
-    return found
+    return [(i, facts, {d["name"]: d["version"] for d in i["env"].get("distributions") or []} if "failure" not in i["env"] else {})
+            for i, facts in installs(python_envs, "jax", "JAX")]
 
 
 def plugin_for(driver_cuda: str | None, capabilities: list) -> str | None:

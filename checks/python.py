@@ -66,6 +66,18 @@ def collect_python_envs(host) -> dict:
     return {"interpreters": results}
 
 
+def installs(python_envs: dict, probe: str, name: str) -> list[tuple[dict, dict]]:
+    """(interpreter, probe answer) where the framework imported; skips the check, saying why, where none did."""
+    found = [(i, i[probe]) for i in python_envs["interpreters"] if "failure" not in i[probe] and "failed" not in i[probe]]
+    if found:
+        return found
+    broken = [i for i in python_envs["interpreters"] if i[probe].get("failure") not in (None, "not recorded")]
+    if broken:
+        raise Skip(f"the {probe} probe in {broken[0]['path']} {broken[0][probe]['failure']} (see python.interpreter)")
+    where = ", ".join(i["path"] for i in python_envs["interpreters"]) or "no interpreter"
+    raise Skip(f"{name} is not installed in {where}")
+
+
 def interpreters(python_envs: dict) -> list[dict]:
     """The interpreters whose env probe answered; skips the check when there are none."""
     good = [i for i in python_envs["interpreters"] if "failure" not in i["env"]]

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from gpudoctor.checks.torch import _capabilities
+from gpudoctor.checks.python import installs
 
 from gpudoctor import compat
+from gpudoctor.gpus import capabilities as _capabilities
 from gpudoctor.gpus import gpu_devices, no_driver
 from gpudoctor.plugin import Skip, check, fail, ok
 
 
 def tf_installs(python_envs: dict) -> list[tuple[dict, dict]]:
-    found = [(i, i["tensorflow"]) for i in python_envs["interpreters"]
-             if "failure" not in i["tensorflow"] and "failed" not in i["tensorflow"]]
-    if not found:
-        where = ", ".join(i["path"] for i in python_envs["interpreters"]) or "no interpreter"
-        raise Skip(f"TensorFlow is not installed in {where}")
-    return found
+    return installs(python_envs, "tensorflow", "TensorFlow")
 
 
 def tf_fix(interpreter: dict, version: str | None) -> str:

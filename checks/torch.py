@@ -6,7 +6,11 @@ from NVML or nvidia-smi (gpudoctor.gpus).
 
 from __future__ import annotations
 
+from gpudoctor.checks.python import installs
+
 from gpudoctor import compat
+from gpudoctor.gpus import capabilities as _capabilities
+from gpudoctor.gpus import driver_cuda as _driver_cuda
 from gpudoctor.gpus import gpu_devices, no_driver
 from gpudoctor.plugin import Skip, check, fail, ok, warn
 
@@ -18,22 +22,7 @@ def value(facts: dict, key: str):
 
 def torch_installs(python_envs: dict) -> list[tuple[dict, dict]]:
     """(interpreter, torch facts) for each judged interpreter where torch imported."""
-    found = [(i, i["torch"]) for i in python_envs["interpreters"] if "failure" not in i["torch"] and "failed" not in i["torch"]]
-    if found:
-        return found
-    broken = [i for i in python_envs["interpreters"] if i["torch"].get("failure") not in (None, "not recorded")]
-    if broken:
-        raise Skip(f"the torch probe in {broken[0]['path']} {broken[0]['torch']['failure']} (see python.interpreter)")
-    where = ", ".join(i["path"] for i in python_envs["interpreters"]) or "no interpreter"
-    raise Skip(f"PyTorch is not installed in {where}")
-
-
-def _driver_cuda(nvml, nvidia_smi) -> str | None:
-    return compat.cuda_of_driver((nvml or {}).get("cuda_driver_version")) or ((nvidia_smi or {}).get("parsed") or {}).get("cuda_version")
-
-
-def _capabilities(nvml, nvidia_smi) -> list[tuple[int, int]]:
-    return [d["cc"] for d in gpu_devices(nvml, nvidia_smi) if d.get("cc")]
+    return installs(python_envs, "torch", "PyTorch")
 
 
 def install_fix(python: str, version: str | None, driver_cuda: str | None, capabilities: list) -> str:

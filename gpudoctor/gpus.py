@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from gpudoctor import kb
+from gpudoctor.compat import cuda_of_driver
 
 
 def no_driver(driver: dict | None, nvml: dict | None) -> bool:
@@ -20,6 +21,16 @@ def no_driver(driver: dict | None, nvml: dict | None) -> bool:
     if driver is None or driver.get("loaded"):
         return False
     return not (nvml or {}).get("driver_version")
+
+
+def driver_cuda(nvml: dict | None, nvidia_smi: dict | None) -> str | None:
+    """The newest CUDA the driver runs ('13.0'), from NVML or else nvidia-smi."""
+    return cuda_of_driver((nvml or {}).get("cuda_driver_version")) or ((nvidia_smi or {}).get("parsed") or {}).get("cuda_version")
+
+
+def capabilities(nvml: dict | None, nvidia_smi: dict | None) -> list[tuple[int, int]]:
+    """Every GPU's compute capability that is known."""
+    return [d["cc"] for d in gpu_devices(nvml, nvidia_smi) if d.get("cc")]
 
 
 def capability_of(name: str | None) -> tuple[int, int] | None:
