@@ -55,7 +55,7 @@ def nvswitch_count(pci: dict | None) -> int | None:
     return None if switches is None else len(switches)
 
 
-def _gpus(driver, nvml, nvidia_smi) -> list[dict]:
+def answering_gpus(driver, nvml, nvidia_smi) -> list[dict]:
     """The GPUs to judge; skips the check, saying why, when there are none."""
     if no_driver(driver, nvml):
         raise Skip(NO_MODULE)
@@ -98,7 +98,7 @@ def visible(driver, pci, nvml, nvidia_smi, kernel_log, os):
 @check("gpu.inventory", "GPUs, memory and compute capability", uses=("driver", "nvml", "nvidia_smi"))
 def inventory(driver, nvml, nvidia_smi):
     """What there is: each GPU's name, memory and compute capability."""
-    devices = _gpus(driver, nvml, nvidia_smi)
+    devices = answering_gpus(driver, nvml, nvidia_smi)
     lines = []
     for d in devices:
         memory = (d.get("memory") or {}).get("total")
@@ -111,7 +111,7 @@ def inventory(driver, nvml, nvidia_smi):
 @check("gpu.ecc", "ECC enabled, no uncorrected errors", uses=("driver", "nvml", "nvidia_smi"))
 def ecc(driver, nvml, nvidia_smi):
     """Uncorrected ECC errors corrupt or kill training; ECC off hides them (B17)."""
-    devices = _gpus(driver, nvml, nvidia_smi)
+    devices = answering_gpus(driver, nvml, nvidia_smi)
     bad = [d for d in devices if (d.get("ecc_uncorrected_volatile") or 0) > 0]
     if bad:
         d = bad[0]
@@ -136,7 +136,7 @@ def ecc(driver, nvml, nvidia_smi):
 @check("gpu.memory_health", "No pending or failed row remaps or page retirements", uses=("driver", "nvml", "nvidia_smi"))
 def memory_health(driver, nvml, nvidia_smi):
     """A pending row remap applies only after a reset; a failed one means RMA (B18)."""
-    devices = _gpus(driver, nvml, nvidia_smi)
+    devices = answering_gpus(driver, nvml, nvidia_smi)
     for d in devices:
         rows = d.get("remapped_rows")
         if isinstance(rows, list) and len(rows) == 4 and rows[3]:
@@ -179,7 +179,7 @@ def xid(kernel_log, driver, nvml):
 @check("gpu.pcie_link", "PCIe link at full speed", uses=("driver", "nvml", "nvidia_smi"))
 def pcie_link(driver, nvml, nvidia_smi):
     """A link below its capability slows every host-device copy; idle links train down legitimately (B24)."""
-    devices = _gpus(driver, nvml, nvidia_smi)
+    devices = answering_gpus(driver, nvml, nvidia_smi)
     slow, idle_notes = [], []
     for d in devices:
         gen, gen_max, width, width_max = (d.get(k) for k in ("pcie_gen_cur", "pcie_gen_max", "pcie_width_cur", "pcie_width_max"))
@@ -201,7 +201,7 @@ def pcie_link(driver, nvml, nvidia_smi):
 @check("gpu.thermal", "Temperature and clock throttling", uses=("driver", "nvml", "nvidia_smi"))
 def thermal(driver, nvml, nvidia_smi):
     """Thermal or power throttling cuts clocks, and throughput with them (B25)."""
-    devices = _gpus(driver, nvml, nvidia_smi)
+    devices = answering_gpus(driver, nvml, nvidia_smi)
     hot = []
     for d in devices:
         reasons = [name for bit, name in THROTTLE.items() if (d.get("throttle_reasons") or 0) & bit]
@@ -222,7 +222,7 @@ def thermal(driver, nvml, nvidia_smi):
 @check("gpu.mig", "MIG mode as intended", uses=("driver", "nvml", "nvidia_smi"))
 def mig(driver, nvml, nvidia_smi):
     """MIG splits each GPU: a process sees one slice, not the GPU (B26)."""
-    devices = _gpus(driver, nvml, nvidia_smi)
+    devices = answering_gpus(driver, nvml, nvidia_smi)
     modes = [(d, d.get("mig_mode")) for d in devices if isinstance(d.get("mig_mode"), list)]
     on = [d for d, m in modes if m[0] == 1]
     pending = [d for d, m in modes if m[0] != m[1]]
@@ -240,7 +240,7 @@ def mig(driver, nvml, nvidia_smi):
 @check("gpu.compute_mode", "Compute mode lets processes in", uses=("driver", "nvml", "nvidia_smi"))
 def compute_mode(driver, nvml, nvidia_smi):
     """Prohibited or exclusive compute modes turn processes away."""
-    devices = _gpus(driver, nvml, nvidia_smi)
+    devices = answering_gpus(driver, nvml, nvidia_smi)
     odd = [d for d in devices if d.get("compute_mode") not in (None, 0)]
     if not odd:
         return ok("compute mode Default on every GPU")
@@ -256,7 +256,7 @@ def compute_mode(driver, nvml, nvidia_smi):
 @check("gpu.processes", "No other processes holding GPU memory", uses=("driver", "nvml", "nvidia_smi"))
 def processes(driver, nvml, nvidia_smi):
     """Memory held by other processes runs a new job out of memory (E51)."""
-    devices = _gpus(driver, nvml, nvidia_smi)
+    devices = answering_gpus(driver, nvml, nvidia_smi)
     lines, busy = [], []
     for d in devices:
         memory = d.get("memory") or {}
@@ -299,7 +299,7 @@ def _hidden_tokens(value: str, devices: list[dict]) -> list[str]:
 @check("gpu.visible_devices", "CUDA_VISIBLE_DEVICES shows the GPUs", needs=("environment",), uses=("driver", "nvml", "nvidia_smi", "container"))
 def visible_devices(environment, driver, nvml, nvidia_smi, container):
     """CUDA_VISIBLE_DEVICES or NVIDIA_VISIBLE_DEVICES can hide every GPU or name missing ones (E43)."""
-    devices = _gpus(driver, nvml, nvidia_smi)
+    devices = answering_gpus(driver, nvml, nvidia_smi)
     value = environment.get("CUDA_VISIBLE_DEVICES")
     runtime = environment.get("NVIDIA_VISIBLE_DEVICES")
     valid = ",".join(str(d["index"]) for d in devices)
@@ -329,7 +329,7 @@ P2P_MEANING = {"CNS": "the chipset does not support it", "GNS": "the GPU does no
 @check("gpu.p2p", "Peer-to-peer access between GPUs", needs=("p2p",), uses=("driver", "nvml", "nvidia_smi", "os"))
 def p2p(p2p, driver, nvml, nvidia_smi, os):
     """Peer-to-peer blocked by ACS or the IOMMU makes NCCL hang or crawl (E48)."""
-    devices = _gpus(driver, nvml, nvidia_smi)
+    devices = answering_gpus(driver, nvml, nvidia_smi)
     if len(devices) < 2:
         return skip("one GPU: no peer-to-peer traffic")
     if p2p["matrix"] is None:

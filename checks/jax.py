@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from gpudoctor.checks.gpu import answering_gpus
 from gpudoctor.checks.python import installs
 
 from gpudoctor import compat, kb
 from gpudoctor.gpus import capabilities as _capabilities
 from gpudoctor.gpus import driver_cuda as _driver_cuda
-from gpudoctor.gpus import gpu_devices, no_driver
 from gpudoctor.plugin import Skip, check, fail, ok
 
 
@@ -67,9 +67,7 @@ def install(python_envs, nvml, nvidia_smi):
 @check("jax.backend", "JAX runs on the GPUs", needs=("python_envs",), uses=("driver", "nvml", "nvidia_smi"))
 def backend(python_envs, driver, nvml, nvidia_smi):
     """JAX falling back to the CPU says why on stderr: no device visible, or CUDA libraries it cannot use (failure mode 41)."""
-    expected = len(gpu_devices(nvml, nvidia_smi))
-    if no_driver(driver, nvml) or not expected:
-        raise Skip("no GPU answers here (see driver.loaded)")
+    expected = len(answering_gpus(driver, nvml, nvidia_smi))
     for interpreter, facts, dists in jax_installs(python_envs):
         if not any(n.startswith("jax-cuda") for n in dists) and dists:
             raise Skip("no CUDA plugin is installed (see jax.install)")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from gpudoctor.checks.gpu import answering_gpus
 from gpudoctor.checks.python import installs
 
 from gpudoctor import compat
 from gpudoctor.gpus import capabilities as _capabilities
-from gpudoctor.gpus import gpu_devices, no_driver
 from gpudoctor.plugin import Skip, check, fail, ok
 
 
@@ -38,9 +38,7 @@ def build(python_envs):
 @check("tensorflow.gpus", "TensorFlow lists the GPUs", needs=("python_envs",), uses=("driver", "nvml", "nvidia_smi"))
 def gpus(python_envs, driver, nvml, nvidia_smi):
     """An empty GPU list on a CUDA build: TensorFlow could not dlopen its CUDA or cuDNN libraries (failure modes 37, 38)."""
-    expected = len(gpu_devices(nvml, nvidia_smi))
-    if no_driver(driver, nvml) or not expected:
-        raise Skip("no GPU answers here (see driver.loaded)")
+    expected = len(answering_gpus(driver, nvml, nvidia_smi))
     for interpreter, facts in tf_installs(python_envs):
         if not (facts.get("build") or {}).get("is_cuda_build"):
             raise Skip("a CPU-only build lists no GPU (see tensorflow.build)")
