@@ -67,8 +67,9 @@ def install(python_envs, nvml, nvidia_smi):
 @check("jax.backend", "JAX runs on the GPUs", needs=("python_envs",), uses=("driver", "nvml", "nvidia_smi"))
 def backend(python_envs, driver, nvml, nvidia_smi):
     """JAX falling back to the CPU says why on stderr: no device visible, or CUDA libraries it cannot use (failure mode 41)."""
+    judged = jax_installs(python_envs)
     expected = len(answering_gpus(driver, nvml, nvidia_smi))
-    for interpreter, facts, dists in jax_installs(python_envs):
+    for interpreter, facts, dists in judged:
         if not any(n.startswith("jax-cuda") for n in dists) and dists:
             raise Skip("no CUDA plugin is installed (see jax.install)")
         if facts.get("backend") not in ("gpu", "cuda"):

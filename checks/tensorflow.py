@@ -38,8 +38,9 @@ def build(python_envs):
 @check("tensorflow.gpus", "TensorFlow lists the GPUs", needs=("python_envs",), uses=("driver", "nvml", "nvidia_smi"))
 def gpus(python_envs, driver, nvml, nvidia_smi):
     """An empty GPU list on a CUDA build: TensorFlow could not dlopen its CUDA or cuDNN libraries (failure modes 37, 38)."""
+    judged = tf_installs(python_envs)
     expected = len(answering_gpus(driver, nvml, nvidia_smi))
-    for interpreter, facts in tf_installs(python_envs):
+    for interpreter, facts in judged:
         if not (facts.get("build") or {}).get("is_cuda_build"):
             raise Skip("a CPU-only build lists no GPU (see tensorflow.build)")
         listed = facts.get("gpus") or []
@@ -57,10 +58,11 @@ def arch(python_envs, nvml, nvidia_smi):
     TensorFlow ships PTX for its newest architecture on purpose, so newer GPUs run after a JIT
     compile (the first start takes minutes); only GPUs older than every entry fail.
     """
+    judged = tf_installs(python_envs)
     capabilities = _capabilities(nvml, nvidia_smi)
     if not capabilities:
         raise Skip("no GPU with a known compute capability")
-    for interpreter, facts in tf_installs(python_envs):
+    for interpreter, facts in judged:
         listed = (facts.get("build") or {}).get("cuda_compute_capabilities") or []
         if not listed:
             raise Skip("the build lists no compute capabilities (a CPU-only build: see tensorflow.build)")

@@ -80,10 +80,11 @@ def cuda_available(python_envs, driver, nvml, nvidia_smi):
 @check("torch.arch_list", "PyTorch has kernels for every GPU", needs=("python_envs",), uses=("nvml", "nvidia_smi"))
 def arch_list(python_envs, nvml, nvidia_smi):
     """A GPU newer or older than the build's arch list: 'no kernel image is available' (failure modes 33, 34)."""
+    judged = torch_installs(python_envs)
     capabilities = _capabilities(nvml, nvidia_smi)
     if not capabilities:
         raise Skip("no GPU with a known compute capability")
-    for interpreter, facts in torch_installs(python_envs):
+    for interpreter, facts in judged:
         archs = value(facts, "arch_list") or []
         if not archs:
             raise Skip("a CPU-only build has no arch list (see torch.build)")
@@ -101,10 +102,11 @@ def arch_list(python_envs, nvml, nvidia_smi):
 @check("torch.device_count", "PyTorch sees as many GPUs as the driver", needs=("python_envs",), uses=("nvml", "nvidia_smi", "environment"))
 def device_count(python_envs, nvml, nvidia_smi, environment):
     """Fewer GPUs in torch than in NVML: CUDA_VISIBLE_DEVICES, MIG, or a GPU CUDA cannot initialise."""
+    judged = torch_installs(python_envs)
     expected = len(gpu_devices(nvml, nvidia_smi))
     if not expected:
         raise Skip("NVML reports no GPU")
-    for interpreter, facts in torch_installs(python_envs):
+    for interpreter, facts in judged:
         seen = value(facts, "device_count")
         if seen is None:
             raise Skip("torch did not report a device count (see torch.cuda_available)")

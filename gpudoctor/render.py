@@ -48,8 +48,9 @@ def _area_line(area: str, results: list[Result], width: int) -> Line:
     judged = [r.status for r in results if r.status != Status.SKIP]
     if not judged:
         mark, style = MARKS[Status.SKIP]
-        reasons = sorted({r.summary for r in results})
-        return [(f"{mark} ", style), (f"{area:<{width}}", "bold"), (f"skipped: {reasons[0]}" if len(reasons) == 1 else "skipped", style)]
+        reasons = [r.summary for r in results]
+        common = max(dict.fromkeys(reasons), key=reasons.count)  # the commonest reason, first seen on ties
+        return [(f"{mark} ", style), (f"{area:<{width}}", "bold"), (f"skipped: {common}", style)]
     mark, style = MARKS[max(judged, key=lambda s: s.rank)]
     counts = {status: sum(r.status == status for r in results) for status in Status}
     return [(f"{mark} ", style), (f"{area:<{width}}", "bold"), (_tally(counts, skip_zero=True), "")]
