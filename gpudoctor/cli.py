@@ -1,7 +1,10 @@
-"""The command line: `gpudoctor check`, `gpudoctor list`, `gpudoctor --version`.
+"""The command line: `gpudoctor check`, `report`, `diff`, `list`, `--version`.
 
 Exit codes: 0 nothing failed (warnings allowed unless --strict); 1 a check failed or
-errored (or warned, with --strict); 2 usage error; 3 gpudoctor itself broke; 130 Ctrl-C.
+errored (or warned, with --strict); 2 usage error or unreadable report; 3 gpudoctor
+itself broke; 130 Ctrl-C. `report` exits 0 once the archive is written; `diff` as
+diff(1): 0 same, 1 different, 2 trouble.
+
 Heavy modules (rich, the engine, the checks) are imported only by the command that needs
 them, so `--version` and `--help` stay fast.
 """
@@ -48,9 +51,21 @@ def cli() -> None:
 @click.option("--no-smoke", is_flag=True, help="Skip the on-GPU training smoke test.")
 @click.option("--python", "pythons", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Judge this interpreter (repeatable); default: the active venv or conda env, else python3 on PATH.")
-def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, pythons) -> None:
+@click.option("--from", "source", metavar="REPORT", help="Re-judge a report (archive or report.json) instead of this machine.")
+def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, pythons, source) -> None:
     """Check this machine and print the verdict with a fix under every problem."""
-    from gpudoctor.host import LiveHost
+    plugins, selection = _selected(only, skip_, no_smoke)
+    if source and pythons:
+        raise UsageProblem("--python judges this machine's interpreters; it cannot be used with --from")
+    loaded = _load(source) if source else None
+    stream = _open_output(output)
+    run = _rejudge(plugins, loaded, selection, timeout) if loaded else _live_run(plugins, selection, timeout, pythons)[0]
+    code = run.exit_code(strict)
+    _emit(run, code, fmt, verbose, stream, loaded.document if loaded else None)
+    sys.exit(code)
+
+
+def _selected(only, skip_, no_smoke):
     from gpudoctor.plugins import load_plugins
     from gpudoctor.runner import Selection, unknown_names
 
@@ -59,15 +74,44 @@ def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, pythons)
     unknown = unknown_names(plugins, (selection.only | selection.skip) - {"smoke"})
     if unknown:
         raise UsageProblem(f"unknown check id or area: {', '.join(unknown)} (see `gpudoctor list`)")
-    stream = _open_output(output)
+    return plugins, selection
+
+
+def _live_run(plugins, selection, timeout, pythons, after=None):
+    """Check this machine; `after(run, host)` runs before the host is closed (report's context)."""
+    from gpudoctor.host import LiveHost
+
     host = LiveHost(timeout=timeout, options={"python": list(pythons)})
     try:
         run = _run(plugins, host, selection, timeout)
+        return run, (after(run, host) if after else None)
     finally:  # Ctrl-C, or a collector abandoned still running: nothing may outlive gpudoctor
         host.close()
-    code = run.exit_code(strict)
-    _emit(run, code, fmt, verbose, stream)
-    sys.exit(code)
+
+
+def _load(source: str):
+    from gpudoctor.report import ReportError, load_report
+
+    try:
+        return load_report(source)
+    except ReportError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def _rejudge(plugins, loaded, selection, timeout):
+    """Judge a report with today's checks: from its raw evidence when it has some, else its facts."""
+    from gpudoctor.evidence import Evidence
+    from gpudoctor.host import RecordedHost
+    from gpudoctor.models import Run
+    from gpudoctor.runner import run_checks
+
+    document = loaded.document
+    if loaded.evidence is None:
+        results, facts, timings = run_checks(plugins, None, selection, timeout, facts=document["facts"])
+    else:
+        results, facts, timings = run_checks(plugins, RecordedHost(Evidence(loaded.evidence), timeout), selection, timeout)
+    duration = document.get("duration_s") if isinstance(document.get("duration_s"), (int, float)) else 0.0
+    return Run(results, facts, str(document.get("started_at", "")), duration, str(document.get("host", "")), timings)
 
 
 def _open_output(output: str | None):
@@ -110,16 +154,93 @@ def _spinner():
     return status
 
 
-def _emit(run, code: int, fmt: str, verbose: bool, stream) -> None:
+def _emit(run, code: int, fmt: str, verbose: bool, stream, source: dict | None = None) -> None:
     from gpudoctor import render
 
+    origin = source and {"host": source.get("host"), "started_at": source.get("started_at"),
+                         "gpudoctor_version": source.get("gpudoctor_version")}
     if fmt == "json":
-        stream.write(render.to_json(run, code))
+        stream.write(render.to_json(run, code, origin))
     else:
-        render.write_text(render.verdict_lines(run, code, verbose), stream, _colour(stream))
+        lines = render.verdict_lines(run, code, verbose)
+        if origin:
+            lines = [[(f"Report from {origin['host']}, collected {origin['started_at']} by gpudoctor "
+                       f"{origin['gpudoctor_version']}; re-judged by gpudoctor {__version__}", "bold")], []] + lines
+        render.write_text(lines, stream, _colour(stream))
     stream.flush()
     if stream is not sys.stdout:
         stream.close()
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Where to write the archive; default: gpudoctor-report-HOST-TIME.tar.gz here.")
+@click.option("--anonymize", is_flag=True, help="Also replace host and user names, IP and MAC addresses, GPU serials and UUIDs.")
+@click.option("--no-smoke", is_flag=True, help="Skip the on-GPU training smoke test.")
+@click.option("--timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True, metavar="S",
+              help="Seconds each collector and command may take.")
+@click.option("--python", "pythons", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Judge this interpreter too (repeatable).")
+def report(output, anonymize, no_smoke, timeout, pythons) -> None:
+    """Write one archive for support: verdict, facts, raw evidence and context, secrets removed."""
+    import socket
+
+    from gpudoctor.report import archive_stem, write_report
+
+    plugins, selection = _selected((), (), no_smoke)
+    path = output or archive_stem(socket.gethostname(), anonymize) + ".tar.gz"
+    _check_writable(path)
+    say = _progress()
+
+    def archive(run, host):
+        return write_report(run, host, path, anonymize, dict(os.environ), timeout, plugins, selection, say)
+
+    run, written = _live_run(plugins, selection, timeout, pythons, archive)
+    counts = written.counts
+    click.echo(f"Wrote {written.path} ({written.size / 1024:.0f} KiB): report.json, report.md, evidence.json, "
+               f"{counts['commands']} command outputs, {counts['files']} files, {counts['probes']} probe answers, "
+               f"{counts['context']} context outputs")
+    if written.missing:
+        click.echo(f"Not on this machine (noted in the archive): {', '.join(written.missing)}")
+    redacted = ", ".join(f"{n} {kind}" for kind, n in written.redacted.items())
+    click.echo(f"Redacted: {redacted or 'nothing secret found'} (values never shown)")
+    if written.changed:
+        click.echo(f"Redaction changed the verdict of {', '.join(written.changed)}: the archive judges what it holds")
+    summary = run.counts()
+    click.echo(f"Verdict: {summary['fail'] + summary['error']} failed, {summary['warn']} warned "
+               f"(exit {run.exit_code()} for `gpudoctor check`); re-judge with: gpudoctor check --from {written.path}")
+
+
+def _check_writable(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UsageProblem(f"cannot write {path}: {'a folder' if os.path.isdir(path) else 'its folder is missing or not writable'}")
+
+
+def _progress():
+    """A line per stage on stderr when it is a terminal; silent when piped."""
+    if not _colour(sys.stderr):
+        return lambda message: None
+    return lambda message: click.echo(f"gpudoctor: {message}", err=True)
+
+
+@cli.command()
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="List every differing fact.")
+def diff(a, b, fmt, verbose) -> None:
+    """Compare two reports (archives or JSON): versions, facts and statuses that differ."""
+    import json
+
+    from gpudoctor.diff import compare, text_lines
+
+    result = compare(_load(a).document, _load(b).document)
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        click.echo("\n".join(text_lines(result, verbose)))
+    sys.exit(0 if result["same"] else 1)
 
 
 @cli.command("list")

@@ -20,8 +20,8 @@ MARKS = {Status.PASS: ("✓", "green"), Status.WARN: ("!", "yellow"), Status.FAI
 Line = list  # [(text, style), ...]
 
 
-def to_json(run: Run, exit_code: int) -> str:
-    """The design's JSON document (schema_version 1)."""
+def to_json(run: Run, exit_code: int, source: dict | None = None) -> str:
+    """The design's JSON document (schema_version 1); `source` names the report it re-judged."""
     document = {
         "schema_version": SCHEMA_VERSION,
         "gpudoctor_version": __version__,
@@ -34,6 +34,8 @@ def to_json(run: Run, exit_code: int) -> str:
         "facts": run.facts,
         "collector_durations_s": {name: round(s, 4) for name, s in sorted(run.collector_s.items())},
     }
+    if source:
+        document["source"] = source
     return json.dumps(document, indent=2, sort_keys=False, default=str) + "\n"
 
 

@@ -139,8 +139,11 @@ def judge(plugin: Plugin, chk: Check, facts: dict, unrecorded: dict[str, str]) -
 
 
 def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selection(),
-               timeout: float = 10.0) -> tuple[list[Result], dict, dict]:
-    """Collect what the selected checks need, judge them, and return results and facts."""
+               timeout: float = 10.0, facts: dict | None = None) -> tuple[list[Result], dict, dict]:
+    """Collect what the selected checks need, judge them, and return results and facts.
+
+    Given `facts` (a report that kept no raw evidence), nothing is collected: they are judged as they are.
+    """
     results: list[Result] = []
     chosen: list[tuple[Plugin, Check]] = []
     seen: set[str] = set()
@@ -166,7 +169,7 @@ def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selectio
                 owners[col.name] = plugin.name
                 if col.name in wanted:
                     jobs.append((plugin, col))
-    collected = collect(host, jobs, timeout)
+    collected = collect(host, jobs, timeout) if facts is None else Collected(facts=dict(facts))
     results.extend(collected.errors)
     results.extend(judge(plugin, chk, collected.facts, collected.unrecorded) for plugin, chk in chosen)
     order = {}

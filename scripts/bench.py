@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ COMMANDS = {
     "list": ["list"],
     "check": ["check"],
     "check --format json": ["check", "--format", "json"],
+    "report": ["report", "-o", os.path.join(tempfile.gettempdir(), "gpudoctor-bench-report.tar.gz")],
 }
 
 
@@ -36,10 +39,10 @@ def main() -> None:
     if not exe:
         sys.exit("bench: gpudoctor is not installed here")
     time_once([exe, "--version"])  # warm the file cache once
-    print(f"{'command':<24}{'median':>9}{'min':>9}{'max':>9}   ({args.runs} runs)")
+    print(f"{'command':<30}{'median':>9}{'min':>9}{'max':>9}   ({args.runs} runs)")
     for name, rest in COMMANDS.items():
         times = [time_once([exe, *rest]) for _ in range(args.runs)]
-        print(f"gpudoctor {name:<14}{statistics.median(times):>8.3f}s{min(times):>8.3f}s{max(times):>8.3f}s")
+        print(f"gpudoctor {name:<20}{statistics.median(times):>8.3f}s{min(times):>8.3f}s{max(times):>8.3f}s")
 
 
 if __name__ == "__main__":

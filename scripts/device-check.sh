@@ -3,8 +3,8 @@
 #   bash scripts/device-check.sh OUTDIR
 # Installs gpudoctor from this working tree without touching a package index (the device machine
 # has click, rich, psutil, packaging and nvidia-ml-py already), then records into OUTDIR:
-# the verdict (text and JSON), the raw NVML answer and nvidia-smi -q -x, timings, and the smoke test
-# and report archive once those commands exist.
+# the verdict (text and JSON), the raw NVML answer and nvidia-smi -q -x, timings, the report archives
+# (plain and anonymized) with their re-judging, and the smoke test once that command exists.
 set -uo pipefail
 out=${1:?usage: device-check.sh OUTDIR}
 mkdir -p "$out"
@@ -17,7 +17,9 @@ run check-verbose gpudoctor check -v
 run check-json gpudoctor check --format json
 run nvml python3 -m gpudoctor.nvml_probe
 run nvidia-smi-qx nvidia-smi -q -x
-for cmd in smoke report; do
-  if gpudoctor "$cmd" --help >/dev/null 2>&1; then run "$cmd" gpudoctor "$cmd"; else echo "$cmd: not in this gpudoctor yet" | tee -a "$out/timings.txt"; fi
-done
+if gpudoctor smoke --help >/dev/null 2>&1; then run smoke gpudoctor smoke; else echo "smoke: not in this gpudoctor yet" | tee -a "$out/timings.txt"; fi
+run report gpudoctor report -o "$out/report.tar.gz"
+run report-anonymized gpudoctor report --anonymize -o "$out/report-anonymized.tar.gz"
+run check-from gpudoctor check --from "$out/report.tar.gz" --format json
+run diff-self gpudoctor diff "$out/report.tar.gz" "$out/report.tar.gz"
 tail -n 3 "$out/check-verbose.out"

@@ -1,0 +1,299 @@
+"""Support reports: one .tar.gz with the verdict, the facts and the raw evidence, secrets removed.
+
+`write_report` turns a finished run and its host's evidence into the archive, with the
+context support always asks for; every byte passes through one `Redactor`. `load_report`
+reads an archive (or a bare report.json) back without extracting anything to disk, and
+refuses corrupt, oversized, unsafe or unknown-schema input with one line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tarfile
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from gpudoctor import render
+from gpudoctor.diff import flat_facts
+from gpudoctor.evidence import Evidence
+from gpudoctor.host import NOT_FOUND, TIMED_OUT, RecordedHost
+from gpudoctor.models import Run
+from gpudoctor.redact import Redactor
+from gpudoctor.runner import run_checks
+
+ARCHIVE_CAP = 256 << 20  # a report is a few MiB; anything this large is not one
+MEMBER_CAP = 64 << 20
+TOTAL_CAP = 512 << 20
+MEMBERS_CAP = 20_000
+CUDA_LIBRARY = re.compile(r"cuda|cudnn|cublas|cufft|curand|cusolver|cusparse|nvrtc|nvjitlink|nccl|libnv|nvidia|nvinfer", re.I)
+NVIDIA_KERNEL_LINE = re.compile(r"NVRM|Xid|nvidia|nvlink|NVSwitch|nv_peer|fabric", re.I)
+
+
+class ReportError(Exception):
+    """A report that cannot be read; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """One thing support always asks for: a command (its lines filtered), tried in order."""
+
+    name: str
+    commands: tuple[tuple[str, ...], ...]
+    keep: re.Pattern | None = None
+
+
+@dataclass
+class Written:
+    path: str
+    size: int
+    counts: dict[str, int]
+    missing: list[str]
+    redacted: dict[str, int] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)  # checks whose verdict redaction changed
+
+
+def context_items(facts: dict, environ: dict) -> list[Context]:
+    """The context for this machine: its interpreters' pip lists, its conda, its tools."""
+    items = [
+        Context("nvidia-smi-q.txt", (("nvidia-smi", "-q"),)),
+        Context("nvidia-smi-topo.txt", (("nvidia-smi", "topo", "-m"),)),
+        Context("kernel-log-nvidia.txt", (("dmesg", "-T"), ("journalctl", "-k", "-b", "--no-pager", "-q")), NVIDIA_KERNEL_LINE),
+        Context("ldconfig-cuda.txt", (("ldconfig", "-p"), ("/sbin/ldconfig", "-p")), CUDA_LIBRARY),
+        Context("lspci-nvidia.txt", (("lspci", "-vnn", "-d", "10de:"),)),
+        Context("uname.txt", (("uname", "-a"),)),
+        Context("disks.txt", (("df", "-h"),)),
+        Context("memory.txt", (("free", "-m"),)),
+    ]
+    for index, interpreter in enumerate(((facts.get("python_envs") or {}).get("interpreters") or []), 1):
+        items.append(Context(f"pip-list-{index}.txt", ((interpreter["path"], "-m", "pip", "list"),)))
+    conda = environ.get("CONDA_EXE") or "conda"
+    prefix = environ.get("CONDA_PREFIX")
+    items.append(Context("conda-list.txt", ((conda, "list", "-p", prefix) if prefix else (conda, "list"),)))
+    return items
+
+
+def gather(host, item: Context, timeout: float) -> tuple[str, bool]:
+    """The item's text, headed by the command that made it; False when no command could run."""
+    notes = []
+    for argv in item.commands:
+        result = host.run(list(argv), timeout)
+        if result.error == NOT_FOUND:
+            notes.append(f"# {argv[0]}: not installed here")
+            continue
+        text = result.stdout if result.ok else result.output
+        if item.keep is not None:
+            text = "\n".join(line for line in text.splitlines() if item.keep.search(line))
+        head = [f"$ {' '.join(argv)}"]
+        if result.error:
+            head.append(f"# {result.error}" + (f" after {result.duration_s:.0f} s" if result.error == TIMED_OUT else ""))
+        elif result.rc:
+            head.append(f"# exit status {result.rc}")
+        if result.ok or argv == item.commands[-1]:
+            return "\n".join(notes + head + [text]) + "\n", True
+        notes += head + [text.strip()[:2000]]
+    return "\n".join(notes) + "\n", False
+
+
+def write_report(run, host, path: str, anonymize: bool, environ: dict, timeout: float, plugins, selection,
+                 progress=lambda message: None) -> Written:
+    """Gather the context, redact everything, and write the archive atomically to `path`.
+
+    The facts and verdict in the archive are re-derived from the redacted evidence, so no fact
+    (an error message cut short mid-token, say) can carry what redaction removed, and
+    `check --from` the archive agrees with it by construction.
+    """
+    raw_evidence = host.evidence.to_dict()  # before the context, which is archived on its own
+    progress("gathering what support asks for…")
+    items = context_items(run.facts, environ)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        gathered = list(pool.map(lambda item: gather(host, item, timeout), items))
+    os_release = host.read("/etc/os-release")
+    progress("redacting and writing the archive…")
+    redactor = Redactor(anonymize, hostnames=_hostnames(run, environ), users=_users(host, environ))
+    evidence = redactor.value(raw_evidence)
+    results, facts, _ = run_checks(plugins, RecordedHost(Evidence(evidence), timeout), selection, timeout)
+    redacted_run = Run(results, facts, run.started_at, run.duration_s, redactor.text(run.host), run.collector_s)
+    code = redacted_run.exit_code()
+    document = redactor.value(json.loads(render.to_json(redacted_run, code)))
+    members = {"report.json": _json(document), "evidence.json": _json(evidence)}
+    members["report.md"] = markdown(document, redactor.text(_plain_verdict(redacted_run, code))).encode()
+    for item, (text, _) in zip(items, gathered):
+        members[f"context/{item.name}"] = redactor.text(text).encode()
+    members["context/os-release.txt"] = redactor.text(os_release.text or f"# /etc/os-release: {os_release.error}\n").encode()
+    members["context/environment.txt"] = redactor.text("".join(f"{k}={v}\n" for k, v in sorted(environ.items()))).encode()
+    members.update(_raw(evidence))
+    size = _write_tar(path, archive_stem(run.host, anonymize), members)
+    missing = [item.name for item, (_, ran) in zip(items, gathered) if not ran]
+    counts = {"commands": len(evidence.get("commands") or {}), "files": sum(1 for f in (evidence.get("files") or {}).values() if f.get("text") is not None),
+              "probes": len(evidence.get("probes") or {}), "context": len(items) + 2}
+    live = {r.id: r.status for r in run.results}
+    changed = [r.id for r in results if live.get(r.id) != r.status]
+    return Written(path, size, counts, missing, redactor.summary(), changed)
+
+
+def archive_stem(host: str, anonymize: bool) -> str:
+    """gpudoctor-report-HOST-TIME: the archive's default name and its top folder."""
+    return f"gpudoctor-report-{'anonymized' if anonymize else _safe(host.split('.')[0])}-{time.strftime('%Y%m%dT%H%M%S')}"
+
+
+def _hostnames(run, environ: dict) -> set[str]:
+    import socket
+
+    names = {run.host, socket.gethostname(), environ.get("HOSTNAME", "")}
+    return names | {n.split(".")[0] for n in names if n}
+
+
+def _users(host, environ: dict) -> set[str]:
+    names = {(host.user() or {}).get("name", ""), environ.get("USER", ""), environ.get("LOGNAME", ""), environ.get("SUDO_USER", "")}
+    home = environ.get("HOME", "")
+    if home.startswith("/home/"):
+        names.add(home.split("/")[2])
+    return names
+
+
+def _raw(evidence: dict) -> dict[str, bytes]:
+    """The evidence as files a person can open: each command's output, each file, each probe."""
+    members = {}
+    for key, result in (evidence.get("commands") or {}).items():
+        members[f"commands/{_safe(key)}.txt"] = _command_text(key, result).encode()
+    for key, result in (evidence.get("probes") or {}).items():
+        members[f"probes/{_safe(key)}.txt"] = _command_text(key, result).encode()
+    for file, read in (evidence.get("files") or {}).items():
+        if read.get("text") is not None:
+            members["files/" + _safe_path(file)] = read["text"].encode()
+    if evidence.get("nvml"):
+        members["nvml.json"] = _json(evidence["nvml"])
+    return members
+
+
+def _command_text(key: str, result: dict) -> str:
+    status = result.get("error") or f"exit status {result.get('rc')}"
+    return f"$ {key}\n# {status}, {result.get('duration_s', 0):.2f} s\n{result.get('stdout', '')}" + (
+        f"\n# stderr\n{result['stderr']}" if result.get("stderr") else "")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:120] or "unnamed"
+
+
+def _safe_path(path: str) -> str:
+    return "/".join(_safe(part) for part in path.split("/") if part not in ("", ".", ".."))
+
+
+def _json(data) -> bytes:
+    return (json.dumps(data, indent=2, default=str) + "\n").encode()
+
+
+def _plain_verdict(run, exit_code: int) -> str:
+    stream = io.StringIO()
+    render.write_text(render.verdict_lines(run, exit_code, verbose=True), stream, colour=False)
+    return stream.getvalue()
+
+
+def markdown(document: dict, verdict: str) -> str:
+    """report.md: the verdict with its fixes, then every collector's facts as a table."""
+    lines = [f"# gpudoctor report: {document['host']}", "",
+             f"Collected {document['started_at']} by gpudoctor {document['gpudoctor_version']}; "
+             f"re-judge it with `gpudoctor check --from <this archive>`.", "", "## Verdict", "", "```text",
+             verdict.rstrip("\n"), "```", "", "## Facts"]
+    for name, facts in (document.get("facts") or {}).items():
+        lines += ["", f"### {name}", "", "| fact | value |", "| --- | --- |"]
+        for path, value in flat_facts(facts):
+            shown = str(value).replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {path or name} | {shown if len(shown) <= 160 else shown[:157] + '…'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_tar(path: str, top: str, members: dict[str, bytes]) -> int:
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+            for name, data in sorted(members.items()):
+                info = tarfile.TarInfo(f"{top}/{name}")
+                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return target.stat().st_size
+
+
+@dataclass
+class Loaded:
+    document: dict
+    evidence: dict | None
+
+
+def load_report(path: str) -> Loaded:
+    """A report archive or report.json, checked; never extracted to disk."""
+    file = Path(path)
+    if not file.is_file():
+        raise ReportError(f"{path}: no such report file")
+    size = file.stat().st_size
+    if size > ARCHIVE_CAP:
+        raise ReportError(f"{path}: {size >> 20} MiB, far larger than a report can be; refused")
+    with file.open("rb") as handle:
+        magic = handle.read(2)
+    if magic == b"\x1f\x8b" or tarfile.is_tarfile(file):
+        members = _read_archive(file, "r:gz" if magic == b"\x1f\x8b" else "r:")
+        if "report.json" not in members:
+            raise ReportError(f"{path}: no report.json in this archive; is it a gpudoctor report?")
+        document, evidence = _parse(members["report.json"], path), members.get("evidence.json")
+        evidence = _parse(evidence, path) if evidence is not None else None
+    else:
+        document, evidence = _parse(file.read_bytes(), path), None
+    _validate(document, path)
+    if evidence is not None and not all(isinstance(evidence.get(s, {}), dict) for s in ("commands", "files", "probes")):
+        raise ReportError(f"{path}: evidence.json is not gpudoctor evidence")
+    return Loaded(document, evidence)
+
+
+def _read_archive(file: Path, mode: str) -> dict[str, bytes]:
+    """report.json and evidence.json from the archive, after every member passed the safety rules."""
+    wanted: dict[str, bytes] = {}
+    total = 0
+    try:
+        with tarfile.open(file, mode) as tar:
+            for count, member in enumerate(tar, 1):
+                name = PurePosixPath(member.name)
+                if member.name.startswith(("/", "\\")) or ".." in name.parts or re.match(r"^[A-Za-z]:", member.name):
+                    raise ReportError(f"{file}: member {member.name!r} would land outside the report; refused")
+                if not (member.isfile() or member.isdir()):
+                    raise ReportError(f"{file}: member {member.name!r} is a link or device, which no report holds; refused")
+                total += member.size
+                if count > MEMBERS_CAP or member.size > MEMBER_CAP or total > TOTAL_CAP:
+                    raise ReportError(f"{file}: far larger than a report can be ({count} members, {total >> 20} MiB); refused")
+                if member.isfile() and name.name in ("report.json", "evidence.json") and len(name.parts) <= 2:
+                    wanted[name.name] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        why = " ".join(str(exc).split())[:160]
+        raise ReportError(f"{file}: corrupt or truncated archive ({why or type(exc).__name__})") from None
+    return wanted
+
+
+def _parse(data: bytes, path: str):
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: not a gpudoctor report (not JSON: {exc})") from None
+    if not isinstance(value, dict):
+        raise ReportError(f"{path}: not a gpudoctor report (JSON {type(value).__name__}, not an object)")
+    return value
+
+
+def _validate(document: dict, path: str) -> None:
+    version = document.get("schema_version")
+    if version is None:
+        raise ReportError(f"{path}: not a gpudoctor report (no schema_version)")
+    if version != render.SCHEMA_VERSION:
+        raise ReportError(f"{path}: unknown schema version {version!r}; this gpudoctor reads {render.SCHEMA_VERSION}")
+    if not isinstance(document.get("results"), list) or not isinstance(document.get("facts"), dict):
+        raise ReportError(f"{path}: not a gpudoctor report (no results or facts)")
