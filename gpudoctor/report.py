@@ -87,7 +87,7 @@ def gather(host, item: Context, timeout: float) -> tuple[str, bool]:
             notes.append(f"# {argv[0]}: not installed here")
             continue
         text = result.stdout if result.ok else result.output
-        if item.keep is not None:
+        if item.keep is not None and result.ok:  # a failure's message is kept whole: it says why
             text = "\n".join(line for line in text.splitlines() if item.keep.search(line))
         head = [f"$ {' '.join(argv)}"]
         if result.error:
@@ -295,5 +295,8 @@ def _validate(document: dict, path: str) -> None:
         raise ReportError(f"{path}: not a gpudoctor report (no schema_version)")
     if version != render.SCHEMA_VERSION:
         raise ReportError(f"{path}: unknown schema version {version!r}; this gpudoctor reads {render.SCHEMA_VERSION}")
-    if not isinstance(document.get("results"), list) or not isinstance(document.get("facts"), dict):
+    results = document.get("results")
+    if not isinstance(results, list) or not isinstance(document.get("facts"), dict):
         raise ReportError(f"{path}: not a gpudoctor report (no results or facts)")
+    if not all(isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("status"), str) for r in results):
+        raise ReportError(f"{path}: not a gpudoctor report (a result without an id or status)")

@@ -133,7 +133,7 @@ def test_the_archive_holds_the_verdict_the_facts_and_what_support_asks_for(plant
         assert name in members, name
     assert b"$ nvidia-smi -q\n# exit status 9" in members["context/nvidia-smi-q.txt"]
     assert b"not installed here" in members["context/conda-list.txt"]  # no conda on PATH: said, not hidden
-    assert b"torch" in members["context/pip-list-1.txt"]
+    assert b"gpudoctor" in members["context/pip-list-1.txt"] and b"pytest" in members["context/pip-list-1.txt"]
     assert all("cuda" in line.lower() or "nv" in line.lower() for line in members["context/ldconfig-cuda.txt"].decode().splitlines()[1:])
     markdown = members["report.md"].decode()
     assert "## Verdict" in markdown and "driver.loaded" in markdown and "| fact | value |" in markdown
@@ -243,6 +243,7 @@ def member(name: str, kind=tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo
     (lambda p: (p.write_text(json.dumps({"schema_version": 99, "results": [], "facts": {}})), p)[1], "unknown schema version 99"),
     (lambda p: (p.write_text("not json at all"), p)[1], "not a gpudoctor report"),
     (lambda p: (p.write_text("[1, 2]"), p)[1], "not a gpudoctor report"),
+    (lambda p: (p.write_text(json.dumps({"schema_version": 1, "results": [1], "facts": {}})), p)[1], "without an id or status"),
     (lambda p: tar_with(p, member("/etc/cron.d/evil")), "would land outside the report"),
     (lambda p: tar_with(p, member("report/../../evil")), "would land outside the report"),
     (lambda p: tar_with(p, member("report/link", tarfile.SYMTYPE, "/etc/passwd")), "link or device"),
@@ -252,6 +253,28 @@ def test_bad_reports_are_refused_in_one_line(tmp_path, make, words):
     path = make(tmp_path / "report.tar.gz")
     one_line_error(gpudoctor_cmd("check", "--from", str(path)), words)
     one_line_error(gpudoctor_cmd("diff", str(path), str(path)), words)
+
+
+@pytest.fixture(scope="module")
+def small_archive(tmp_path_factory) -> bytes:
+    return h200_report(tmp_path_factory.mktemp("small") / "h200.tar.gz").read_bytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_damage_to_an_archive_is_refused_or_read_never_a_crash(small_archive, tmp_path_factory, data):
+    damaged = bytearray(small_archive)
+    cut = data.draw(st.integers(0, len(damaged)))
+    for _ in range(data.draw(st.integers(0, 4))):
+        damaged[data.draw(st.integers(0, len(damaged) - 1))] = data.draw(st.integers(0, 255))
+    path = tmp_path_factory.mktemp("damaged") / "report.tar.gz"
+    path.write_bytes(bytes(damaged[:cut]) if data.draw(st.booleans()) else bytes(damaged))
+    try:
+        loaded = load_report(str(path))
+    except ReportError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert isinstance(loaded.document["results"], list)
 
 
 def test_a_report_far_larger_than_any_is_refused(tmp_path, monkeypatch):
