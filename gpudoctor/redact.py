@@ -15,7 +15,8 @@ from typing import Iterable
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
 TOKEN_SHAPES = {
-    "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+    # to its END line, or to the end of a text that cut it short
+    "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S),
     "url credentials": re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
     "huggingface token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     "github token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})\b"),

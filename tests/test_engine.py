@@ -37,7 +37,7 @@ def broken(host):
 
 @collector("acme_slow", timeout=0.3)
 def slow(host):
-    return {"result": host.run(["sleep", "30"], timeout=60).rc}
+    return {"result": host.run(["sleep", "30.017"], timeout=60).rc}
 
 @check("acme.scratch", "Scratch mounted", needs=("acme_site",))
 def scratch(acme_site):
@@ -114,7 +114,8 @@ def test_third_party_plugin_runs_like_a_builtin_and_its_failures_are_results(tmp
     assert "did not finish within 0.3 s" in by_id["acme.collect_acme_slow"].summary
     assert by_id["acme.wrong_type"].status == Status.ERROR and "not a Verdict" in by_id["acme.wrong_type"].summary
     assert took < 3, "a hung collector must cost only its deadline"
-    assert wait_gone(lambda p: p.cmdline() == ["sleep", "30"]), "the hung command was killed"
+    # an unusual duration: another process's `sleep 30` on this machine must not look like ours
+    assert wait_gone(lambda p: p.cmdline() == ["sleep", "30.017"]), "the hung command was killed"
 
 
 def test_plugin_that_fails_to_import_names_its_distribution(tmp_path, monkeypatch):

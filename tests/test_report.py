@@ -10,6 +10,7 @@ import stat
 import string
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -21,7 +22,7 @@ from test_cli import SCHEMA, gpudoctor_cmd, one_line_error
 
 from gpudoctor import report as report_module
 from gpudoctor.host import RecordedHost
-from gpudoctor.models import Run
+from gpudoctor.models import Run, Status
 from gpudoctor.plugins import load_plugins
 from gpudoctor.redact import Redactor
 from gpudoctor.report import ReportError, load_report, write_report
@@ -340,6 +341,21 @@ def test_anonymizing_is_consistent_and_keeps_shapes():
                                    "GPU-00000000-0000-0000-0000-000000000001 <serial>serial-1</serial> /root/x")
     assert redactor.value({"serial": "1653924185446", "cudnn_version": "9.1.0.70"}) == {"serial": "serial-1", "cudnn_version": "9.1.0.70"}
     assert redactor.summary() == {"gpu serial": 1, "gpu uuid": 1, "host name": 1, "ip address": 2, "mac address": 1, "user name": 1}
+
+
+def test_a_key_block_cut_short_goes_to_the_end():
+    scrubbed = Redactor().text("log\n-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx0cut")
+    assert scrubbed == "log\n[REDACTED private key]"
+
+
+def test_a_verdict_that_redaction_changes_is_named(tmp_path):
+    host = RecordedHost(fixture("h200-2026-11-26"))
+    plugins = load_plugins(external=False)
+    results, facts, timings = run_checks(plugins, host)
+    flipped = [replace(r, status=Status.FAIL) if r.id == "gpu.ecc" else r for r in results]
+    run = Run(flipped, facts, "2026-11-26T06:00:00+00:00", 1.2, "h200-node", timings)
+    written = write_report(run, host, str(tmp_path / "r.tar.gz"), False, {}, 5.0, plugins, Selection())
+    assert written.changed == ["gpu.ecc"]
 
 
 def test_without_anonymize_identities_stay():
