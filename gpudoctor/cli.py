@@ -77,11 +77,11 @@ def _selected(only, skip_, no_smoke):
     return plugins, selection
 
 
-def _live_run(plugins, selection, timeout, pythons, after=None):
+def _live_run(plugins, selection, timeout, pythons, after=None, smoke=None):
     """Check this machine; `after(run, host)` runs before the host is closed (report's context)."""
     from gpudoctor.host import LiveHost
 
-    host = LiveHost(timeout=timeout, options={"python": list(pythons)})
+    host = LiveHost(timeout=timeout, options={"python": list(pythons), **({"smoke": smoke} if smoke else {})})
     try:
         run = _run(plugins, host, selection, timeout)
         return run, (after(run, host) if after else None)
@@ -170,6 +170,29 @@ def _emit(run, code: int, fmt: str, verbose: bool, stream, source: dict | None =
     stream.flush()
     if stream is not sys.stdout:
         stream.close()
+
+
+@cli.command()
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help="Every visible GPU, or the CPU (the same code path, for machines without a GPU).")
+@click.option("--framework", "frameworks", multiple=True, type=click.Choice(["torch"]), help="Only this framework (default: torch).")
+@click.option("--python", "pythons", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Run it in this interpreter (repeatable); default as for check.")
+@click.option("--steps", type=click.IntRange(5, 1000), default=30, show_default=True, help="Mixed-precision training steps.")
+@click.option("--timeout", type=click.FloatRange(min=1, max=110), default=110.0, show_default=True, metavar="S",
+              help="Seconds the whole smoke test may take in each interpreter.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Every figure the smoke test measured.")
+def smoke(device, frameworks, pythons, steps, timeout, fmt, verbose) -> None:
+    """Only the training smoke test: train a tiny model, check its numbers, measure the speed."""
+    from gpudoctor.runner import Selection
+
+    plugins, _ = _selected((), (), False)
+    options = {"device": device, "steps": steps, "frameworks": list(frameworks) or ["torch"], "timeout": timeout}
+    run = _live_run(plugins, Selection(only=frozenset({"smoke"})), timeout + 10, pythons, smoke=options)[0]
+    code = run.exit_code()
+    _emit(run, code, fmt, verbose, sys.stdout)
+    sys.exit(code)
 
 
 @cli.command()

@@ -280,8 +280,8 @@ class LiveHost:
 
     # -- probes in other interpreters -------------------------------------------------
     def probe(self, python: str, what: str, timeout: float | None = None) -> dict:
-        """Run gpudoctor's probe (`env`, `torch`) inside `python`; its facts, or why there are none."""
-        result = self._execute((python, PROBE_SCRIPT, what), timeout)
+        """Run gpudoctor's probe (`env`, `torch`, `smoke torch cuda 30`) inside `python`; its facts, or why there are none."""
+        result = self._execute((python, PROBE_SCRIPT, *what.split()), timeout)
         self.evidence.record("probes", f"{python} {what}", result.to_dict())
         return probe_answer(result)
 

@@ -26,6 +26,7 @@ BUILTIN = (
     "gpudoctor.checks.tensorflow",
     "gpudoctor.checks.jax",
     "gpudoctor.checks.conda",
+    "gpudoctor.checks.smoke",
 )
 
 

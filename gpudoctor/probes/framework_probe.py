@@ -1,7 +1,7 @@
 """gpudoctor's probe, run inside the interpreter being judged: `python framework_probe.py WHAT`.
 
 WHAT is `env` (no framework imported: interpreter, site, distributions), `torch`, `jax`,
-`tensorflow` or `cupy`.
+`tensorflow`, `cupy`, or `smoke FRAMEWORK DEVICE STEPS` (smoke_probe.py, beside this file).
 Standard library and the framework only, Python 3.8+. Before anything is imported, file
 descriptor 1 is moved onto stderr, so whatever the framework prints (from Python or from
 C) cannot corrupt the answer: one line on the real stdout, MARK followed by JSON. Each fact
@@ -152,7 +152,12 @@ def main():
     sys.stdout = sys.stderr
     what = sys.argv[1] if len(sys.argv) > 1 else "env"
     try:
-        facts = PROBES[what]()
+        if what == "smoke":  # the training smoke test: smoke FRAMEWORK DEVICE STEPS
+            from smoke_probe import run
+
+            facts = run(sys.argv[2:])
+        else:
+            facts = PROBES[what]()
     except BaseException as exc:  # ImportError, a framework's own SystemExit: report, never traceback
         facts = {"failed": "%s: %s" % (type(exc).__name__, exc)}
     os.write(answer_fd, (MARK + json.dumps(facts, default=str) + "\n").encode())

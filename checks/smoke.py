@@ -1,0 +1,242 @@
+"""The smoke area: the machine really trains, gets the right numbers, and at its GPUs' speed.
+
+The collector runs the training smoke test (gpudoctor/probes/smoke_probe.py) in each judged
+interpreter, on every visible GPU, or on the CPU with `gpudoctor smoke --device cpu`. It runs
+only where an NVIDIA driver shows GPUs: elsewhere the area skips without starting Python.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from gpudoctor.checks.python import choose_interpreters
+
+from gpudoctor import kb
+from gpudoctor.host import PROBE_SCRIPT, NotRecorded
+from gpudoctor.plugin import Skip, check, collector, fail, ok, warn
+
+FP32_TOLERANCE = 1e-3  # float32 (TF32 off) against a float64 CPU run: rounding is ~1e-6, a wrong number is not
+FALL = 0.9  # the last loss must be at most this share of the first
+SLOW = 0.7  # a rate below this share of the model's reference is a warning
+PROBE_TIMEOUT_S = 110
+
+
+@collector("smoke", timeout=PROBE_TIMEOUT_S + 10)
+def collect_smoke(host):
+    options = host.options.get("smoke") or {}
+    device, steps = options.get("device", "cuda"), int(options.get("steps", 30))
+    frameworks = options.get("frameworks") or ["torch"]
+    if device == "cuda":
+        try:
+            gpus = host.listdir("/proc/driver/nvidia/gpus")
+        except NotRecorded:
+            gpus = None
+        if not gpus:
+            return {"skipped": "no NVIDIA GPU is visible (no /proc/driver/nvidia/gpus); see driver.loaded"}
+    runs = []
+    for chosen in choose_interpreters(host):
+        for framework in frameworks:
+            answer = host.probe(chosen["path"], f"smoke {framework} {device} {steps}", timeout=options.get("timeout", PROBE_TIMEOUT_S))
+            runs.append({"python": chosen["path"], "framework": framework, "answer": answer})
+    return {"device": device, "steps": steps, "runs": runs}
+
+
+def _runs(smoke: dict, framework: str) -> list[dict]:
+    if smoke.get("skipped"):
+        raise Skip(smoke["skipped"])
+    runs = [r for r in smoke.get("runs") or [] if r["framework"] == framework]
+    if not runs:
+        raise Skip("no interpreter was judged (see python.interpreter)")
+    if all(r["answer"].get("failure") == "not recorded" for r in runs):
+        raise Skip("the smoke test was not recorded where this evidence was collected")
+    return runs
+
+
+def _trained(smoke: dict, framework: str) -> list[dict]:
+    """The runs that trained; for checks that judge what training measured (smoke.torch judges the rest)."""
+    runs = [r for r in _runs(smoke, framework) if r["answer"].get("devices")]
+    if not runs:
+        raise Skip("the smoke test did not train (see smoke.torch)")
+    return runs
+
+
+def _finite(values) -> bool:
+    return bool(values) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def device_problems(device: dict) -> list[tuple[str, str]]:
+    """(problem, fix) for one device's training, numbers and memory."""
+    where = device.get("name") or device["device"]
+    problems = []
+    fp32 = device.get("fp32") or {}
+    if "error" in fp32:
+        problems.append((f"{where}: float32 training failed: {fp32['error']}", _runtime_fix(fp32["error"])))
+    elif not _finite(fp32.get("value")):
+        problems.append((f"{where}: float32 loss is not finite ({fp32.get('value', [])[-1:]})", CORRUPTION_FIX))
+    elif (fp32.get("max_rel_diff") or 0) > FP32_TOLERANCE:
+        problems.append((f"{where}: float32 training disagrees with the CPU by {fp32['max_rel_diff']:.1e} "
+                         f"(tolerance {FP32_TOLERANCE:g}): this GPU computes wrong numbers", CORRUPTION_FIX))
+    mixed = device.get("mixed") or {}
+    losses = mixed.get("value")
+    if "error" in mixed:
+        problems.append((f"{where}: {mixed.get('dtype')} mixed-precision training failed: {mixed['error']}", _runtime_fix(mixed["error"])))
+    elif not _finite(losses):
+        problems.append((f"{where}: {mixed.get('dtype')} loss became NaN or infinite", CORRUPTION_FIX))
+    elif losses[-1] > FALL * losses[0]:
+        problems.append((f"{where}: loss did not fall ({losses[0]:.3f} → {losses[-1]:.3f} in {len(losses)} steps)", CORRUPTION_FIX))
+    memory = device.get("memory") or {}
+    if "error" in memory:
+        problems.append((f"{where}: the memory check failed: {memory['error']}", _runtime_fix(memory["error"])))
+    elif (memory.get("value") or {}).get("mismatches"):
+        bad = memory["value"]
+        problems.append((f"{where}: {bad['mismatches']} words read back wrong out of {bad['tested_bytes'] >> 20} MiB written",
+                         CORRUPTION_FIX))
+    return problems
+
+
+CORRUPTION_FIX = ("nvidia-smi -q -d ECC,PAGE_RETIREMENT,ROW_REMAPPER   # uncorrectable errors, pending remaps\n"
+                  "# drain this node from the scheduler, reset the GPU (sudo nvidia-smi -r -i N) and rerun gpudoctor smoke;\n"
+                  "# if it fails again, the GPU is faulty: open an RMA with the serial from nvidia-smi -q")
+
+
+def _runtime_fix(error: str) -> str:
+    if re.search(r"out of memory", error, re.I):
+        return "nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv   # who holds the memory\n# stop those processes, or run gpudoctor smoke when the GPU is idle"
+    if re.search(r"cudnn", error, re.I):
+        return "gpudoctor check --only cudnn -v   # a cuDNN that loads but cannot run: its version and which copy was loaded"
+    if re.search(r"no kernel image|sm_\d+ is not compatible", error, re.I):
+        return "gpudoctor check --only torch -v   # this torch has no kernels for the GPU: torch.arch_list names the build to install"
+    return "gpudoctor check -v   # the driver, CUDA and framework checks name the cause\n# rerun with the details: python -X faulthandler -c 'import torch; torch.ones(1).cuda()'"
+
+
+def _failure_fix(python: str, answer: dict, device: str) -> str:
+    tail = " | ".join(answer.get("stderr_tail", [])[-2:])
+    return (f"{python} -X faulthandler {PROBE_SCRIPT} smoke torch {device} 30   # rerun it to see where it stops"
+            + (f"\n# it said: {tail[:200]}" if tail else ""))
+
+
+@check("smoke.torch", "PyTorch trains on every GPU and gets the CPU's numbers", needs=("smoke",))
+def torch_trains(smoke):
+    problems, passed = [], []
+    for run in _runs(smoke, "torch"):
+        answer, python = run["answer"], run["python"]
+        if answer.get("failure"):
+            return fail(f"the smoke test in {python} {answer['message']}", _failure_fix(python, answer, smoke["device"]),
+                        answer.get("stderr_tail", [])[-5:])
+        if answer.get("failed"):
+            if "No module named 'torch'" in answer["failed"]:
+                raise Skip(f"PyTorch is not installed in {python}")
+            return fail(f"the smoke test in {python} failed: {answer['failed']}", _failure_fix(python, answer, smoke["device"]))
+        if answer.get("unavailable"):
+            raise Skip(f"{answer['unavailable']} in {python} (see torch.cuda_available)")
+        for device in answer.get("devices") or []:
+            found = device_problems(device)
+            problems += found
+            if not found:
+                passed.append(device)
+    if problems:
+        return fail(problems[0][0], problems[0][1], [p for p, _ in problems[1:]])
+    first = passed[0]
+    losses = first["mixed"]["value"]
+    return ok(f"trained on {len(passed)} device(s): loss {losses[0]:.3f} → {losses[-1]:.3f} in {len(losses)} "
+              f"{first['mixed']['dtype']} steps; float32 matches the CPU to {first['fp32']['max_rel_diff']:.0e}",
+              [f"{d.get('name') or d['device']}: {_figures(d)}" for d in passed])
+
+
+def _figures(device: dict) -> str:
+    parts = []
+    for key, value in device.items():
+        if key.startswith("matmul_tflops_") and "value" in value:
+            parts.append(f"{key[len('matmul_tflops_'):]} matmul {value['value']:g} TFLOP/s")
+    if "value" in (device.get("copy_gbps") or {}):
+        parts.append(f"copy {device['copy_gbps']['value']:g} GB/s")
+    pinned = (device.get("pinned_gbps") or {}).get("value")
+    if pinned:
+        parts.append(f"pinned host→device {pinned['h2d']:g} GB/s, device→host {pinned['d2h']:g} GB/s")
+    memory = (device.get("memory") or {}).get("value")
+    if memory:
+        parts.append(f"memory pattern over {memory['tested_bytes'] >> 30} GiB: {memory['mismatches']} errors")
+    return "; ".join(parts)
+
+
+def reference(name: str) -> dict | None:
+    return next((row for row in kb.load("speed")["models"] if re.search(row["match"], name or "")), None)
+
+
+@check("smoke.speed", "Each GPU reaches its model's matmul and memory speed", needs=("smoke",), uses=("nvml",))
+def speed(smoke, nvml):
+    slow, lines = [], []
+    for run in _trained(smoke, "torch"):
+        for device in run["answer"]["devices"]:
+            if not device["device"].startswith("cuda"):
+                raise Skip("measured on the CPU: speed is judged on GPUs only")
+            ref = reference(device.get("name", ""))
+            matmul = next((v.get("value") for k, v in device.items() if k in ("matmul_tflops_bfloat16", "matmul_tflops_float16")), None)
+            copy = (device.get("copy_gbps") or {}).get("value")
+            if not ref:
+                lines.append(f"{device.get('name')}: {_figures(device)} (no reference figure for this model)")
+                continue
+            shares = {"matmul": matmul / ref["bf16_tflops"] if matmul else 0.0, "copy": copy / ref["copy_gbps"] if copy else 0.0}
+            lines.append(f"{device.get('name')} ({device['device']}): matmul {matmul} TFLOP/s = {shares['matmul']:.0%} of "
+                         f"{ref['bf16_tflops']}, copy {copy} GB/s = {shares['copy']:.0%} of {ref['copy_gbps']}")
+            if min(shares.values()) < SLOW:
+                slow.append((device, shares))
+    if not lines:
+        raise Skip("the smoke test measured no GPU")
+    if slow:
+        device, shares = slow[0]
+        return warn(f"{device.get('name')} ({device['device']}) runs at {min(shares.values()):.0%} of its model's speed",
+                    _slow_fix(device, nvml), lines + _causes(device, nvml))
+    return ok(f"every measured GPU reaches at least {SLOW:.0%} of its model's speed", lines)
+
+
+def _nvml_device(device: dict, nvml: dict | None) -> dict:
+    index = int(device["device"].split(":")[1]) if ":" in device["device"] else 0
+    devices = (nvml or {}).get("devices") or []
+    return devices[index] if index < len(devices) else {}
+
+
+def _causes(device: dict, nvml: dict | None) -> list[str]:
+    info = _nvml_device(device, nvml)
+    causes = []
+    reasons = info.get("throttle_reasons")
+    if isinstance(reasons, int) and reasons & ~0x1:  # 0x1 is plain idle
+        causes.append(f"NVML clock throttle reasons: {reasons:#x} (0x4 power cap, 0x8 hardware slowdown, 0x20/0x40 thermal)")
+    if isinstance(info.get("power_limit_mw"), int):
+        causes.append(f"power limit {info['power_limit_mw'] / 1000:.0f} W")
+    if info.get("pcie_width_cur") and info.get("pcie_width_max") and info["pcie_width_cur"] < info["pcie_width_max"]:
+        causes.append(f"PCIe link x{info['pcie_width_cur']} of x{info['pcie_width_max']}")
+    return causes
+
+
+def _slow_fix(device: dict, nvml: dict | None) -> str:
+    index = device["device"].split(":")[-1] if ":" in device["device"] else "0"
+    return (f"nvidia-smi -q -i {index} -d PERFORMANCE,POWER,CLOCK   # throttle reasons, power cap, clocks\n"
+            f"nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv   # another job sharing the GPU\n"
+            f"# a power cap below the default: sudo nvidia-smi -i {index} -pl <default limit in W>; then rerun gpudoctor smoke")
+
+
+@check("smoke.multi_gpu", "GPUs reach each other: peer access and an NCCL all-reduce", needs=("smoke",))
+def multi_gpu(smoke):
+    for run in _trained(smoke, "torch"):
+        answer = run["answer"]
+        devices = answer.get("devices") or []
+        if len(devices) < 2:
+            raise Skip(f"{len(devices)} device(s) tested: peer access and NCCL need two or more")
+        ranks = (answer.get("allreduce") or {}).get("value") or []
+        broken = [r for r in ranks if r.get("error") or not r.get("sum_ok")]
+        if "error" in (answer.get("allreduce") or {}) or broken or len(ranks) < len(devices):
+            why = (answer.get("allreduce") or {}).get("error") or (broken[0].get("error") if broken else None) \
+                or f"{len(ranks)} of {len(devices)} ranks answered"
+            return fail(f"the NCCL all-reduce across {len(devices)} GPUs failed: {why}",
+                        "env NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,P2P gpudoctor smoke -v   # NCCL says why it could not connect\n"
+                        "# a hang or a wrong sum with P2P on: try NCCL_P2P_DISABLE=1; if that works, disable PCIe ACS (see gpu.p2p)")
+        peers = (answer.get("peer_access") or {}).get("value") or []
+        missing = [f"{i}→{j}" for i, row in enumerate(peers) for j, can in enumerate(row) if not can]
+        busbw = max((r.get("busbw_gbps") or 0 for r in ranks), default=0)
+        if missing:
+            return warn(f"no peer access between GPUs {', '.join(missing[:6])}: NCCL goes through host memory",
+                        "nvidia-smi topo -m   # how the GPUs connect\n# inside a VM, enable P2P in the hypervisor; on bare metal, disable PCIe ACS (see gpu.p2p)",
+                        [f"all-reduce bus bandwidth {busbw} GB/s"])
+        return ok(f"{len(devices)} GPUs: peer access between every pair; NCCL all-reduce sums right at {busbw} GB/s bus bandwidth")

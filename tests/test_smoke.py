@@ -1,0 +1,214 @@
+"""The training smoke test: the real CPU path end to end, and its judging on GPU runs.
+
+GPU runs are the real CPU run recorded in fixtures/smoke-cpu-2026-11-26 (see its README) with the
+device renamed and the figures a case is about changed, planted into the H200 capture where the
+smoke test would have run, then replayed through the real collector and checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from evidence_helpers import fixture, judge, nvml_device
+from test_cli import gpudoctor_cmd
+
+from gpudoctor.host import PROBE_MARK
+from gpudoctor.models import Status
+
+RECORDED = json.loads((Path(__file__).parent / "fixtures" / "smoke-cpu-2026-11-26" / "probe-run.json").read_text())
+H200_PYTHON = "/opt/torch/.venv/bin/python"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def cpu_answer() -> dict:
+    return json.loads(RECORDED["stdout"].split(PROBE_MARK, 1)[1])
+
+
+def gpu_answer(count: int = 1, **changes) -> dict:
+    """The recorded answer as a run on `count` H200s at design.md's reference speed, then `changes` on cuda:0."""
+    answer = cpu_answer()
+    answer["device"] = "cuda"
+    cpu = answer["devices"][0]
+    devices = []
+    for index in range(count):
+        device = copy.deepcopy(cpu)
+        device.update(device=f"cuda:{index}", name="NVIDIA H200", capability=[9, 0], memory_total=150754820096,
+                      matmul_tflops_bfloat16={"value": 771.0, "s": 0.02}, copy_gbps={"value": 4210.0, "s": 0.01},
+                      memory={"value": {"tested_bytes": 120 << 30, "free_bytes": 150 << 30, "total_bytes": 150754820096,
+                                        "mismatches": 0}, "s": 1.4},
+                      pinned_gbps={"value": {"h2d": 53.1, "d2h": 52.7}, "s": 0.05})
+        device.pop("matmul_tflops_float32")
+        device["matmul_tflops_tf32"] = {"value": 380.0, "s": 0.01}
+        devices.append(device)
+    devices[0].update(changes)
+    answer["devices"] = devices
+    if count > 1:
+        answer["peer_access"] = {"value": [[True] * count for _ in range(count)], "s": 0.01}
+        answer["allreduce"] = {"value": [{"rank": r, "sum_ok": True, "busbw_gbps": 361.2} for r in range(count)], "s": 4.1}
+    return answer
+
+
+def h200_with(answer: dict | None = None, failure: dict | None = None):
+    evidence = fixture("h200-2026-11-26")
+    record = failure or {"argv": [H200_PYTHON], "rc": 0, "stdout": PROBE_MARK + json.dumps(answer), "stderr": "",
+                         "duration_s": 3.1, "error": None, "truncated": False}
+    evidence.data["probes"][f"{H200_PYTHON} smoke torch cuda 30"] = record
+    return evidence
+
+
+# -- the real thing, on this machine's CPU ----------------------------------------------------------
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed in this interpreter (CI installs torch==2.13.0)")
+def test_smoke_trains_on_the_cpu_for_real():
+    proc = gpudoctor_cmd("smoke", "--python", sys.executable, "--device", "cpu", "--format", "json", timeout=200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    document = json.loads(proc.stdout)
+    statuses = {r["id"]: r["status"] for r in document["results"]}
+    assert statuses == {"smoke.torch": "pass", "smoke.speed": "skip", "smoke.multi_gpu": "skip"}
+    run = document["facts"]["smoke"]["runs"][0]
+    device = run["answer"]["devices"][0]
+    assert run["answer"]["steps"] == 30 and len(device["mixed"]["value"]) == 30 and device["mixed"]["dtype"] == "bfloat16"
+    assert device["mixed"]["value"][-1] < 0.9 * device["mixed"]["value"][0]
+    assert device["fp32"]["max_rel_diff"] < 1e-3 and len(device["fp32"]["reference"]) == len(device["fp32"]["value"])
+    assert device["matmul_tflops_bfloat16"]["value"] > 0 and device["copy_gbps"]["value"] > 0
+    assert run["answer"]["import_s"] > 0 and run["answer"]["smoke_s"] > 0 and device["mixed"]["s"] > 0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed in this interpreter")
+def test_steps_are_the_users_to_choose():
+    proc = gpudoctor_cmd("smoke", "--python", sys.executable, "--device", "cpu", "--steps", "12", "--format", "json", timeout=200)
+    device = json.loads(proc.stdout)["facts"]["smoke"]["runs"][0]["answer"]["devices"][0]
+    assert len(device["mixed"]["value"]) == 12
+
+
+def test_without_a_gpu_check_skips_the_smoke_test_and_says_why():
+    proc = gpudoctor_cmd("check", "--only", "smoke", "--format", "json")
+    results = json.loads(proc.stdout)["results"]
+    assert {r["status"] for r in results} == {"skip"}
+    assert all("no NVIDIA GPU is visible" in r["summary"] for r in results)
+
+
+def test_no_smoke_leaves_it_out():
+    proc = gpudoctor_cmd("check", "--no-smoke", "--only", "system.os", "--format", "json")
+    assert [r["id"] for r in json.loads(proc.stdout)["results"]] == ["system.os"]
+
+
+def test_the_recorded_cpu_run_is_judged_a_pass():
+    answer = cpu_answer()
+    assert answer["devices"][0]["fp32"]["max_rel_diff"] < 1e-6 and RECORDED["rc"] == 0
+
+
+# -- judging GPU runs ---------------------------------------------------------------------------------
+def test_a_healthy_h200_passes_at_its_reference_speed():
+    evidence = h200_with(gpu_answer())
+    trains = judge(evidence, "smoke.torch")
+    assert trains.status == Status.PASS and "trained on 1 device(s)" in trains.summary
+    assert "bfloat16 matmul 771 TFLOP/s" in trains.details[0] and "pinned host→device 53.1 GB/s" in trains.details[0]
+    speed = judge(evidence, "smoke.speed")
+    assert speed.status == Status.PASS and "98% of 788" in speed.details[0] and "98% of 4290" in speed.details[0]
+    assert judge(evidence, "smoke.multi_gpu").status == Status.SKIP
+
+
+def test_a_throttled_gpu_warns_with_the_likely_causes():
+    evidence = h200_with(gpu_answer(matmul_tflops_bfloat16={"value": 251.0, "s": 0.06}))
+    nvml_device(evidence, throttle_reasons=0x4, power_limit_mw=300000)
+    speed = judge(evidence, "smoke.speed")
+    assert speed.status == Status.WARN and "runs at 32% of its model's speed" in speed.summary
+    assert any("0x4" in d for d in speed.details) and any("power limit 300 W" in d for d in speed.details)
+    assert speed.fix.startswith("nvidia-smi -q -i 0 -d PERFORMANCE,POWER,CLOCK")
+
+
+def test_wrong_numbers_fail_as_corruption():
+    wrong = gpu_answer()
+    fp32 = wrong["devices"][0]["fp32"]
+    fp32["value"] = [v * 1.01 for v in fp32["value"]]
+    fp32["max_rel_diff"] = 0.01
+    result = judge(h200_with(wrong), "smoke.torch")
+    assert result.status == Status.FAIL and "disagrees with the CPU by 1.0e-02" in result.summary
+    assert "ROW_REMAPPER" in result.fix and "RMA" in result.fix
+
+
+def test_a_nan_loss_fails():
+    nan = gpu_answer()
+    nan["devices"][0]["mixed"]["value"][-3:] = [math.nan] * 3
+    result = judge(h200_with(nan), "smoke.torch")
+    assert result.status == Status.FAIL and "NaN or infinite" in result.summary
+
+
+def test_a_loss_that_does_not_fall_fails():
+    flat = gpu_answer()
+    flat["devices"][0]["mixed"]["value"] = [2.31] * 30
+    result = judge(h200_with(flat), "smoke.torch")
+    assert result.status == Status.FAIL and "loss did not fall (2.310 → 2.310 in 30 steps)" in result.summary
+
+
+def test_memory_that_reads_back_wrong_fails():
+    bad = gpu_answer()
+    bad["devices"][0]["memory"]["value"]["mismatches"] = 17
+    result = judge(h200_with(bad), "smoke.torch")
+    assert result.status == Status.FAIL and "17 words read back wrong" in result.summary
+
+
+@pytest.mark.parametrize("error, fix", [
+    ("RuntimeError: cuDNN error: CUDNN_STATUS_NOT_INITIALIZED", "gpudoctor check --only cudnn -v"),
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.00 GiB", "--query-compute-apps"),
+    ("RuntimeError: CUDA error: no kernel image is available for execution on the device", "gpudoctor check --only torch -v"),
+    ("RuntimeError: CUDA error: an illegal memory access was encountered", "python -X faulthandler"),
+])
+def test_a_failing_step_names_its_error_and_the_fix_for_it(error, fix):
+    failing = gpu_answer()
+    failing["devices"][0]["fp32"] = {"error": error, "s": 0.4}
+    result = judge(h200_with(failing), "smoke.torch")
+    assert result.status == Status.FAIL and error in result.summary and fix in result.fix
+
+
+def test_a_crashing_smoke_test_fails_with_a_rerun_command():
+    crash = {"argv": [H200_PYTHON], "rc": -11, "stdout": "", "stderr": "Fatal Python error: Segmentation fault\n",
+             "duration_s": 2.0, "error": None, "truncated": False}
+    result = judge(h200_with(failure=crash), "smoke.torch")
+    assert result.status == Status.FAIL and "killed by SIGSEGV" in result.summary
+    assert result.fix.startswith(f"{H200_PYTHON} -X faulthandler") and "smoke torch cuda 30" in result.fix
+
+
+def test_a_hung_smoke_test_fails():
+    hung = {"argv": [H200_PYTHON], "rc": None, "stdout": "", "stderr": "", "duration_s": 110.0, "error": "timed out", "truncated": False}
+    result = judge(h200_with(failure=hung), "smoke.torch")
+    assert result.status == Status.FAIL and "timed out" in result.summary
+
+
+def test_torch_without_cuda_skips_to_the_torch_checks():
+    answer = {"framework": "torch", "import_s": 1.2, "version": "2.13.0+cpu", "device": "cuda", "steps": 30,
+              "unavailable": "torch.cuda.is_available() is False (torch 2.13.0+cpu, CUDA None)"}
+    result = judge(h200_with(answer), "smoke.torch")
+    assert result.status == Status.SKIP and "see torch.cuda_available" in result.summary
+
+
+def test_eight_gpus_that_reach_each_other_pass():
+    assert judge(h200_with(gpu_answer(count=8)), "smoke.multi_gpu").status == Status.PASS
+
+
+def test_gpus_without_peer_access_warn():
+    answer = gpu_answer(count=2)
+    answer["peer_access"]["value"] = [[True, False], [False, True]]
+    result = judge(h200_with(answer), "smoke.multi_gpu")
+    assert result.status == Status.WARN and "0→1, 1→0" in result.summary and "nvidia-smi topo -m" in result.fix
+
+
+def test_an_allreduce_that_fails_or_sums_wrong_fails():
+    answer = gpu_answer(count=2)
+    answer["allreduce"]["value"][1] = {"rank": 1, "error": "DistBackendError: NCCL error: unhandled system error"}
+    result = judge(h200_with(answer), "smoke.multi_gpu")
+    assert result.status == Status.FAIL and "unhandled system error" in result.summary and "NCCL_P2P_DISABLE=1" in result.fix
+    answer["allreduce"]["value"][1] = {"rank": 1, "sum_ok": False, "busbw_gbps": 12.0}
+    assert judge(h200_with(answer), "smoke.multi_gpu").status == Status.FAIL
+
+
+def test_the_capture_without_a_smoke_run_skips_as_not_recorded():
+    for check_id in ("smoke.torch", "smoke.speed", "smoke.multi_gpu"):
+        result = judge(fixture("h200-2026-11-26"), check_id)
+        assert result.status == Status.SKIP and "not recorded" in result.summary
