@@ -1,7 +1,8 @@
 """The smoke area: the machine really trains, gets the right numbers, and at its GPUs' speed.
 
 The collector runs the training smoke test (gpudoctor/probes/smoke_probe.py) in each judged
-interpreter, on every visible GPU, or on the CPU with `gpudoctor smoke --device cpu`. It runs
+interpreter for PyTorch (fullest: memory, speed, NCCL), JAX and TensorFlow, on every visible
+GPU, or on the CPU with `gpudoctor smoke --device cpu`. It runs
 only where an NVIDIA driver shows GPUs: elsewhere the area skips without starting Python.
 """
 
@@ -20,13 +21,16 @@ FP32_TOLERANCE = 1e-3  # float32 (TF32 off) against a float64 CPU run: rounding 
 FALL = 0.9  # the last loss must be at most this share of the first
 SLOW = 0.7  # a rate below this share of the model's reference is a warning
 PROBE_TIMEOUT_S = 110
+# One after another: each may take most of a GPU's memory. A framework that is not installed costs
+# one interpreter start (~50 ms).
+FRAMEWORKS = ["torch", "jax", "tensorflow"]
 
 
 @collector("smoke", timeout=PROBE_TIMEOUT_S + 10)
 def collect_smoke(host):
     options = host.options.get("smoke") or {}
     device, steps = options.get("device", "cuda"), int(options.get("steps", 30))
-    frameworks = options.get("frameworks") or ["torch"]
+    frameworks = options.get("frameworks") or FRAMEWORKS
     if device == "cuda":
         try:
             gpus = host.listdir("/proc/driver/nvidia/gpus")
@@ -110,38 +114,61 @@ def _runtime_fix(error: str) -> str:
     return "gpudoctor check -v   # the driver, CUDA and framework checks name the cause\n# rerun with the details: python -X faulthandler -c 'import torch; torch.ones(1).cuda()'"
 
 
-def _failure_fix(python: str, answer: dict, device: str) -> str:
+def _failure_fix(python: str, answer: dict, framework: str, device: str) -> str:
     tail = " | ".join(answer.get("stderr_tail", [])[-2:])
-    return (f"{python} -X faulthandler {PROBE_SCRIPT} smoke torch {device} 30   # rerun it to see where it stops"
+    return (f"{python} -X faulthandler {PROBE_SCRIPT} smoke {framework} {device} 30   # rerun it to see where it stops"
             + (f"\n# it said: {tail[:200]}" if tail else ""))
 
 
-@check("smoke.torch", "PyTorch trains on every GPU and gets the CPU's numbers", needs=("smoke",))
-def torch_trains(smoke):
-    problems, passed = [], []
-    for run in _runs(smoke, "torch"):
+def trains(smoke: dict, framework: str, name: str):
+    """One framework's verdict: every run trained on every device, or the first problem with its fix."""
+    problems, passed, skipped = [], [], []
+    for run in _runs(smoke, framework):
         answer, python = run["answer"], run["python"]
+        if answer.get("failure") == "not recorded":
+            skipped.append(f"the {name} smoke test in {python} was not recorded")
+            continue
         if answer.get("failure"):
-            return fail(f"the smoke test in {python} {answer['message']}", _failure_fix(python, answer, smoke["device"]),
-                        answer.get("stderr_tail", [])[-5:])
+            return fail(f"the {name} smoke test in {python} {answer['message']}",
+                        _failure_fix(python, answer, framework, smoke["device"]), answer.get("stderr_tail", [])[-5:])
         if answer.get("failed"):
-            if "No module named 'torch'" in answer["failed"]:
-                raise Skip(f"PyTorch is not installed in {python}")
-            return fail(f"the smoke test in {python} failed: {answer['failed']}", _failure_fix(python, answer, smoke["device"]))
+            if "No module named" in answer["failed"]:
+                skipped.append(f"{name} is not installed in {python}")
+                continue
+            return fail(f"the {name} smoke test in {python} failed: {answer['failed']}",
+                        _failure_fix(python, answer, framework, smoke["device"]))
         if answer.get("unavailable"):
-            raise Skip(f"{answer['unavailable']} in {python} (see torch.cuda_available)")
+            skipped.append(f"{answer['unavailable']} in {python}")
+            continue
         for device in answer.get("devices") or []:
             found = device_problems(device)
             problems += found
             if not found:
                 passed.append(device)
     if problems:
-        return fail(problems[0][0], problems[0][1], [p for p, _ in problems[1:]])
+        return fail(problems[0][0], problems[0][1], [p for p, _ in problems[1:]] + skipped)
+    if not passed:
+        raise Skip("; ".join(skipped))
     first = passed[0]
     losses = first["mixed"]["value"]
-    return ok(f"trained on {len(passed)} device(s): loss {losses[0]:.3f} → {losses[-1]:.3f} in {len(losses)} "
+    return ok(f"{name} trained on {len(passed)} device(s): loss {losses[0]:.3f} → {losses[-1]:.3f} in {len(losses)} "
               f"{first['mixed']['dtype']} steps; float32 matches the CPU to {first['fp32']['max_rel_diff']:.0e}",
-              [f"{d.get('name') or d['device']}: {_figures(d)}" for d in passed])
+              [f"{d.get('name') or d['device']}: {_figures(d) or 'trained'}" for d in passed] + skipped)
+
+
+@check("smoke.torch", "PyTorch trains on every GPU and gets the CPU's numbers", needs=("smoke",))
+def torch_trains(smoke):
+    return trains(smoke, "torch", "PyTorch")
+
+
+@check("smoke.jax", "JAX trains on every GPU and gets the CPU's numbers", needs=("smoke",))
+def jax_trains(smoke):
+    return trains(smoke, "jax", "JAX")
+
+
+@check("smoke.tensorflow", "TensorFlow trains on every GPU and gets the CPU's numbers", needs=("smoke",))
+def tensorflow_trains(smoke):
+    return trains(smoke, "tensorflow", "TensorFlow")
 
 
 def _figures(device: dict) -> str:

@@ -175,7 +175,8 @@ def _emit(run, code: int, fmt: str, verbose: bool, stream, source: dict | None =
 @cli.command()
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
               help="Every visible GPU, or the CPU (the same code path, for machines without a GPU).")
-@click.option("--framework", "frameworks", multiple=True, type=click.Choice(["torch"]), help="Only this framework (default: torch).")
+@click.option("--framework", "frameworks", multiple=True, type=click.Choice(["torch", "jax", "tensorflow"]),
+              help="Only this framework (repeatable; default: each that is installed).")
 @click.option("--python", "pythons", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Run it in this interpreter (repeatable); default as for check.")
 @click.option("--steps", type=click.IntRange(5, 1000), default=30, show_default=True, help="Mixed-precision training steps.")
@@ -188,7 +189,7 @@ def smoke(device, frameworks, pythons, steps, timeout, fmt, verbose) -> None:
     from gpudoctor.runner import Selection
 
     plugins, _ = _selected((), (), False)
-    options = {"device": device, "steps": steps, "frameworks": list(frameworks) or ["torch"], "timeout": timeout}
+    options = {"device": device, "steps": steps, "frameworks": list(frameworks), "timeout": timeout}
     run = _live_run(plugins, Selection(only=frozenset({"smoke"})), timeout + 10, pythons, smoke=options)[0]
     code = run.exit_code()
     _emit(run, code, fmt, verbose, sys.stdout)

@@ -31,7 +31,7 @@ EXPECTED_IDS = [
     "tensorflow.build", "tensorflow.gpus", "tensorflow.arch",
     "jax.install", "jax.backend",
     "conda.env", "conda.cuda_packages", "conda.channels", "conda.pip_mix",
-    "smoke.torch", "smoke.speed", "smoke.multi_gpu",
+    "smoke.torch", "smoke.jax", "smoke.tensorflow", "smoke.speed", "smoke.multi_gpu",
 ]
 SCHEMA = json.loads((Path(gpudoctor.__file__).parent / "schema.json").read_text())
 ANSI = "\x1b["

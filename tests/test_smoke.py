@@ -18,6 +18,7 @@ import pytest
 from evidence_helpers import fixture, judge, nvml_device
 from test_cli import gpudoctor_cmd
 
+from gpudoctor.evidence import Evidence
 from gpudoctor.host import PROBE_MARK
 from gpudoctor.models import Status
 
@@ -69,7 +70,8 @@ def test_smoke_trains_on_the_cpu_for_real():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     document = json.loads(proc.stdout)
     statuses = {r["id"]: r["status"] for r in document["results"]}
-    assert statuses == {"smoke.torch": "pass", "smoke.speed": "skip", "smoke.multi_gpu": "skip"}
+    assert statuses == {"smoke.torch": "pass", "smoke.jax": "skip", "smoke.tensorflow": "skip", "smoke.speed": "skip",
+                        "smoke.multi_gpu": "skip"}
     run = document["facts"]["smoke"]["runs"][0]
     device = run["answer"]["devices"][0]
     assert run["answer"]["steps"] == 30 and len(device["mixed"]["value"]) == 30 and device["mixed"]["dtype"] == "bfloat16"
@@ -183,7 +185,7 @@ def test_a_hung_smoke_test_fails():
 
 def test_torch_without_cuda_skips_to_the_torch_checks():
     answer = {"framework": "torch", "import_s": 1.2, "version": "2.13.0+cpu", "device": "cuda", "steps": 30,
-              "unavailable": "torch.cuda.is_available() is False (torch 2.13.0+cpu, CUDA None)"}
+              "unavailable": "torch.cuda.is_available() is False (torch 2.13.0+cpu, CUDA None; see torch.cuda_available)"}
     result = judge(h200_with(answer), "smoke.torch")
     assert result.status == Status.SKIP and "see torch.cuda_available" in result.summary
 
@@ -208,7 +210,35 @@ def test_an_allreduce_that_fails_or_sums_wrong_fails():
     assert judge(h200_with(answer), "smoke.multi_gpu").status == Status.FAIL
 
 
+RECORDED_OTHERS = json.loads((Path(__file__).parent / "fixtures" / "smoke-cpu-2026-11-26" / "probe-runs-jax-tensorflow.json").read_text())
+
+
+def venvs(device: str) -> Evidence:
+    """This machine's JAX and TensorFlow venvs, as their recorded smoke runs saw them."""
+    return Evidence({"options": {"python": ["/tmp/jaxvenv/bin/python", "/tmp/tfvenv/bin/python"], "smoke": {"device": device}},
+                     "listdirs": {"/proc/driver/nvidia/gpus": ["0000:00:06.0"]}, "probes": copy.deepcopy(RECORDED_OTHERS)})
+
+
+@pytest.mark.parametrize("check_id, words", [
+    ("smoke.jax", "JAX trained on 1 device(s): loss 2.638 → 0.197 in 30 bfloat16 steps"),
+    ("smoke.tensorflow", "TensorFlow trained on 1 device(s): loss 2.638 → 0.197 in 30 bfloat16 steps"),
+])
+def test_the_recorded_jax_and_tensorflow_runs_train_and_match_the_cpu(check_id, words):
+    result = judge(venvs("cpu"), check_id)
+    assert result.status == Status.PASS and result.summary.startswith(words), result.summary
+    assert any("was not recorded" in d for d in result.details)  # the other venv: said, not hidden
+
+
+@pytest.mark.parametrize("check_id, words", [
+    ("smoke.jax", "jax has no GPU backend: Unknown backend: 'gpu' requested"),
+    ("smoke.tensorflow", "TensorFlow lists no GPU (see tensorflow.gpus) in /tmp/tfvenv/bin/python"),
+])
+def test_cpu_builds_asked_for_the_gpu_skip_with_their_reason(check_id, words):
+    result = judge(venvs("cuda"), check_id)
+    assert result.status == Status.SKIP and words in result.summary
+
+
 def test_the_capture_without_a_smoke_run_skips_as_not_recorded():
-    for check_id in ("smoke.torch", "smoke.speed", "smoke.multi_gpu"):
+    for check_id in ("smoke.torch", "smoke.jax", "smoke.tensorflow", "smoke.speed", "smoke.multi_gpu"):
         result = judge(fixture("h200-2026-11-26"), check_id)
         assert result.status == Status.SKIP and "not recorded" in result.summary

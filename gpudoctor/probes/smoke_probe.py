@@ -163,9 +163,7 @@ def one_device(torch, device, steps):
     fp32 = _timed(lambda: train(torch, device, torch.float32, FP32_STEPS))
     reference = train(torch, "cpu", torch.float64, FP32_STEPS)
     facts["fp32"] = fp32
-    if "value" in fp32:
-        facts["fp32"]["reference"] = reference
-        facts["fp32"]["max_rel_diff"] = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(fp32["value"], reference))
+    _compare(fp32, reference)
     if gpu and not torch.cuda.is_bf16_supported():
         amp = ("float16", (torch.float16, 1024.0))
     else:
@@ -244,7 +242,8 @@ def smoke_torch(device, steps):
              "device": device, "steps": steps}
     if device == "cuda":
         if not torch.cuda.is_available():
-            facts["unavailable"] = "torch.cuda.is_available() is False (torch %s, CUDA %s)" % (torch.__version__, torch.version.cuda)
+            facts["unavailable"] = "torch.cuda.is_available() is False (torch %s, CUDA %s; see torch.cuda_available)" % (
+                torch.__version__, torch.version.cuda)
             return facts
         targets = ["cuda:%d" % i for i in range(torch.cuda.device_count())]
     else:
@@ -258,13 +257,122 @@ def smoke_torch(device, steps):
     return facts
 
 
+def _numpy_data():
+    """The same learnable data for JAX and TensorFlow: a small MLP's worth, in numpy."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, 32)).astype("float32")
+    y = (x @ rng.standard_normal((32, CLASSES))).argmax(1)
+    w1 = (rng.standard_normal((32, 64)) * 0.2).astype("float32")
+    w2 = (rng.standard_normal((64, CLASSES)) * 0.2).astype("float32")
+    return x, y, w1, w2
+
+
+def _compare(facts, reference):
+    if "value" in facts:
+        facts["reference"] = reference
+        facts["max_rel_diff"] = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(facts["value"], reference))
+
+
+def _train_on(label, name, losses_on, target, cpu, precisions, steps):
+    """One device's float32 run against the CPU's, then its bfloat16 run: the JAX and TensorFlow shape."""
+    one = {"device": label, "name": name}
+    one["fp32"] = _timed(lambda: losses_on(target, precisions[0], FP32_STEPS))
+    _compare(one["fp32"], losses_on(cpu, precisions[0], FP32_STEPS))
+    one["mixed"] = _timed(lambda: losses_on(target, precisions[1], steps))
+    one["mixed"]["dtype"] = "bfloat16"
+    return one
+
+
+def smoke_jax(device, steps):
+    """A jax.grad loop on a small MLP, float32 against the CPU, then bfloat16."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # the torch test may still hold memory
+    start = time.perf_counter()
+    import jax
+    import jax.numpy as jnp
+
+    facts = {"framework": "jax", "import_s": round(time.perf_counter() - start, 4), "version": jax.__version__,
+             "device": device, "steps": steps}
+    try:
+        targets = jax.devices("gpu") if device == "cuda" else jax.devices("cpu")
+    except RuntimeError as exc:
+        facts["unavailable"] = "jax has no GPU backend: %s" % str(exc).splitlines()[0][:300]
+        return facts
+    x, y, w1, w2 = _numpy_data()
+
+    def losses_on(target, dtype, n):
+        def loss(params, xb, yb):
+            h = jnp.tanh(xb.astype(dtype) @ params[0].astype(dtype))
+            logits = (h @ params[1].astype(dtype)).astype(jnp.float32)
+            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(BATCH), yb])
+
+        step = jax.jit(jax.value_and_grad(loss))
+        params = [jax.device_put(w1, target), jax.device_put(w2, target)]
+        xb, yb = jax.device_put(x, target), jax.device_put(y, target)
+        out = []
+        for _ in range(n):
+            value, grads = step(params, xb, yb)
+            params = [p - 0.3 * g for p, g in zip(params, grads)]
+            out.append(float(value))
+        return out
+
+    cpu = jax.devices("cpu")[0]
+    begin = time.perf_counter()
+    facts["devices"] = []
+    for target in targets:
+        label = "cuda:%d" % target.id if device == "cuda" else "cpu"
+        facts["devices"].append(_train_on(label, getattr(target, "device_kind", str(target)), losses_on, target, cpu,
+                                          (jnp.float32, jnp.bfloat16), steps))
+    facts["smoke_s"] = round(time.perf_counter() - begin, 4)
+    return facts
+
+
+def smoke_tensorflow(device, steps):
+    """A few Keras steps on a small MLP on each device, float32 against the CPU, then mixed bfloat16."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # never grab the whole GPU
+    start = time.perf_counter()
+    import tensorflow as tf
+
+    facts = {"framework": "tensorflow", "import_s": round(time.perf_counter() - start, 4), "version": tf.__version__,
+             "device": device, "steps": steps}
+    gpus = tf.config.list_logical_devices("GPU")
+    if device == "cuda" and not gpus:
+        facts["unavailable"] = "TensorFlow lists no GPU (see tensorflow.gpus)"
+        return facts
+    x, y, w1, w2 = _numpy_data()
+
+    def losses_on(name, policy, n):
+        tf.keras.mixed_precision.set_global_policy(policy)
+        with tf.device(name):
+            model = tf.keras.Sequential([tf.keras.Input((32,)), tf.keras.layers.Dense(64, activation="tanh", use_bias=False),
+                                         tf.keras.layers.Dense(CLASSES, use_bias=False, dtype="float32")])
+            model.set_weights([w1, w2])
+            model.compile(optimizer=tf.keras.optimizers.SGD(0.3),
+                          loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            history = model.fit(x, y, batch_size=BATCH, epochs=n, verbose=0, shuffle=False)
+        tf.keras.mixed_precision.set_global_policy("float32")
+        return [float(v) for v in history.history["loss"]]
+
+    targets = [d.name for d in gpus] if device == "cuda" else ["/CPU:0"]
+    begin = time.perf_counter()
+    facts["devices"] = []
+    for index, name in enumerate(targets):
+        label = "cuda:%d" % index if device == "cuda" else "cpu"
+        facts["devices"].append(_train_on(label, name, losses_on, name, "/CPU:0", ("float32", "mixed_bfloat16"), steps))
+    facts["smoke_s"] = round(time.perf_counter() - begin, 4)
+    return facts
+
+
+SMOKES = {"torch": smoke_torch, "jax": smoke_jax, "tensorflow": smoke_tensorflow}
+
+
 def run(args):
     framework = args[0] if args else "torch"
     device = args[1] if len(args) > 1 else "cuda"
     steps = int(args[2]) if len(args) > 2 else 30
-    if framework != "torch":
-        return {"framework": framework, "unsupported": "the %s smoke test is not written yet" % framework}
-    return smoke_torch(device, steps)
+    return SMOKES[framework](device, steps)
 
 
 if __name__ == "__main__":  # for a person timing it by hand: python smoke_probe.py torch cpu 30
