@@ -4,7 +4,8 @@
 # Installs gpudoctor from this working tree without touching a package index (the device machine
 # has click, rich, psutil, packaging and nvidia-ml-py already), then records into OUTDIR:
 # the verdict (text and JSON), the raw NVML answer and nvidia-smi -q -x, timings, the report archives
-# (plain and anonymized) with their re-judging, and the smoke test once that command exists.
+# (plain and anonymized) with their re-judging, the smoke test (text and JSON), and the figures it
+# is held to: torch's import time and a plain bf16 matmul on the same card.
 set -uo pipefail
 out=${1:?usage: device-check.sh OUTDIR}
 mkdir -p "$out"
@@ -17,7 +18,15 @@ run check-verbose gpudoctor check -v
 run check-json gpudoctor check --format json
 run nvml python3 -m gpudoctor.nvml_probe
 run nvidia-smi-qx nvidia-smi -q -x
-if gpudoctor smoke --help >/dev/null 2>&1; then run smoke gpudoctor smoke; else echo "smoke: not in this gpudoctor yet" | tee -a "$out/timings.txt"; fi
+run smoke gpudoctor smoke -v
+run smoke-json gpudoctor smoke --format json
+# the figures the smoke test is held to: torch's import time, and a plain bf16 matmul at 8192^3
+run torch-import python3 -c "import torch, torch.cuda; torch.cuda.init()"
+run plain-matmul python3 -c "
+import torch; a = torch.randn(8192, 8192, device='cuda', dtype=torch.bfloat16); b = torch.randn_like(a); a @ b
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True); s.record()
+for _ in range(10): a @ b
+e.record(); e.synchronize(); print(torch.cuda.get_device_name(), round(2 * 8192**3 / (s.elapsed_time(e) / 10 / 1000) / 1e12, 1), 'TFLOP/s bf16')"
 run report gpudoctor report -o "$out/report.tar.gz"
 run report-anonymized gpudoctor report --anonymize -o "$out/report-anonymized.tar.gz"
 run check-from gpudoctor check --from "$out/report.tar.gz" --format json

@@ -11,6 +11,7 @@ import copy
 import importlib.util
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -242,3 +243,20 @@ def test_the_capture_without_a_smoke_run_skips_as_not_recorded():
     for check_id in ("smoke.torch", "smoke.jax", "smoke.tensorflow", "smoke.speed", "smoke.multi_gpu"):
         result = judge(fixture("h200-2026-11-26"), check_id)
         assert result.status == Status.SKIP and "not recorded" in result.summary
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed in this interpreter")
+def test_the_allreduce_code_runs_for_real_over_gloo_on_the_cpu():
+    """The NCCL all-reduce's processes, rendezvous, sum check and bandwidth, with gloo standing in for NCCL."""
+    probes = Path(smoke_probe_file()).parent
+    code = (f"import sys, json; sys.path.insert(0, {str(probes)!r}); import smoke_probe\n"
+            "if __name__ == '__main__': print(json.dumps(smoke_probe.allreduce(2, timeout_s=90, backend='gloo')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    ranks = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["sum_ok"] and r["busbw_gbps"] > 0 for r in ranks), ranks
+
+
+def smoke_probe_file() -> str:
+    import gpudoctor.host
+
+    return str(Path(gpudoctor.host.PROBE_SCRIPT).with_name("smoke_probe.py"))

@@ -191,43 +191,49 @@ def peers(torch, count):
     return [[i == j or bool(torch.cuda.can_device_access_peer(i, j)) for j in range(count)] for i in range(count)]
 
 
-def allreduce(count, timeout_s=60):
-    """An NCCL all-reduce across all local GPUs, one process per GPU; the sums and bus bandwidth."""
+def allreduce(count, timeout_s=60, backend="nccl"):
+    """An all-reduce across `count` ranks, one process each (NCCL over the local GPUs; gloo on the
+    CPU runs the same code in CI); each rank's sum check and bus bandwidth."""
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     port = 29500 + os.getpid() % 1000
-    procs = [ctx.Process(target=_allreduce_rank, args=(rank, count, port, queue)) for rank in range(count)]
+    procs = [ctx.Process(target=_allreduce_rank, args=(rank, count, port, queue, backend)) for rank in range(count)]
     for p in procs:
         p.start()
+    deadline = time.monotonic() + timeout_s
     for p in procs:
-        p.join(timeout_s)
+        p.join(max(0.0, deadline - time.monotonic()))
     for p in procs:
         if p.is_alive():
             p.kill()
-    answers = [queue.get() for _ in range(count) if not queue.empty()]
+    answers = []
+    while not queue.empty() and len(answers) < count:
+        answers.append(queue.get())
     return sorted(answers, key=lambda a: a.get("rank", -1))
 
 
-def _allreduce_rank(rank, world, port, queue):
+def _allreduce_rank(rank, world, port, queue, backend):
     import torch
     import torch.distributed as dist
 
     answer = {"rank": rank}
     try:
-        torch.cuda.set_device(rank)
-        dist.init_process_group("nccl", init_method="tcp://127.0.0.1:%d" % port, rank=rank, world_size=world)
-        data = torch.full((64 << 20,), float(rank + 1), device="cuda")  # 256 MiB of float32
+        device = "cuda:%d" % rank if backend == "nccl" else "cpu"
+        if backend == "nccl":
+            torch.cuda.set_device(rank)
+        dist.init_process_group(backend, init_method="tcp://127.0.0.1:%d" % port, rank=rank, world_size=world)
+        data = torch.full(((64 if backend == "nccl" else 1) << 20,), float(rank + 1), device=device)  # 256 MiB on GPUs
         dist.all_reduce(data)
-        torch.cuda.synchronize()
+        _sync(torch, device)
         answer["sum_ok"] = bool((data == world * (world + 1) / 2).all().item())
         start = time.perf_counter()
         for _ in range(5):
             dist.all_reduce(data)
-        torch.cuda.synchronize()
+        _sync(torch, device)
         seconds = (time.perf_counter() - start) / 5
-        answer["busbw_gbps"] = round(data.numel() * 4 / seconds * 2 * (world - 1) / world / 1e9, 1)
+        answer["busbw_gbps"] = round(data.numel() * 4 / seconds * 2 * (world - 1) / world / 1e9, 2)
         dist.destroy_process_group()
     except Exception as exc:
         answer["error"] = "%s: %s" % (type(exc).__name__, exc)
