@@ -31,7 +31,7 @@ ENV_LINE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$", re.M)
 IDENTIFIERS = {
     # a whole UUID, or one an error message cut short
     "gpu uuid": re.compile(r"\b((?:GPU|MIG)-[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){0,3}(?:-[0-9a-fA-F]{1,12})?)(?![0-9a-fA-F])"),
-    "gpu serial": re.compile(r'((?:Serial Number[\s:"]{1,60}|<serial>))([0-9A-Za-z]{6,})', re.I),
+    "gpu serial": re.compile(r'((?:Serial Number[\s:"]{1,60}|<serial>))([0-9A-Za-z]{6,})(?![\w-])', re.I),
     "ip address": re.compile(r"(?<![\w.=+-])((?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d))(?![\w.+-])"),
     "mac address": re.compile(r"\b([0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5})\b"),
 }
@@ -40,18 +40,24 @@ IDENTIFIERS = {
 PLACEHOLDERS = {"gpu uuid": "GPU-00000000-0000-0000-0000-{n:012d}", "gpu serial": "serial-{n}",
                 "ip address": "192.0.2.{n}", "mac address": "02:00:00:00:{hi:02x}:{lo:02x}",
                 "host name": "host-{n}", "user name": "user-{n}"}
+REDACTED = "[REDACTED "
 SERIAL_KEYS = {"serial", "serial_number", "board_serial"}
 # Names too common to identify anyone, and too common in text to replace.
 COMMON_NAMES = {"root", "localhost", "nobody", "user", "admin", "ubuntu", "debian"}
 
 
 class Redactor:
-    """Scrubs text; keeps a consistent map for anonymized values and counts what it removed."""
+    """Scrubs text; keeps a consistent map for anonymized values and counts what it removed.
+
+    Idempotent: what it wrote (a placeholder, a [REDACTED ...] mark) passes through it again
+    unchanged and uncounted, so text redacted twice reads and counts as redacted once.
+    """
 
     def __init__(self, anonymize: bool = False, hostnames: Iterable[str] = (), users: Iterable[str] = ()):
         self.anonymize = anonymize
         self.counts: Counter = Counter()
         self._map: dict[str, str] = {}
+        self._issued: set[str] = set()
         self._named = {"host name": _names(hostnames), "user name": _names(users)}
 
     def text(self, text: str, versions: bool = False) -> str:
@@ -77,7 +83,7 @@ class Redactor:
         A value under a `version` key is never taken for an IP address (cuDNN 9.1.0.70 is not one).
         """
         if isinstance(data, str):
-            if SECRET_NAME.search(key) and data and "version" not in key.lower():
+            if SECRET_NAME.search(key) and data and "version" not in key.lower() and not data.startswith(REDACTED):
                 return self._secret("secret environment variable")
             if self.anonymize and key.lower() in SERIAL_KEYS and data.strip() not in ("", "N/A"):
                 return self._placeholder("gpu serial", data)
@@ -92,19 +98,23 @@ class Redactor:
         return dict(sorted(self.counts.items()))
 
     def _env_line(self, match: re.Match) -> str:
-        if SECRET_NAME.search(match.group("name")) and match.group("value"):
+        value = match.group("value")
+        if SECRET_NAME.search(match.group("name")) and value and not value.startswith(REDACTED):
             return f"{match.group('name')}={self._secret('secret environment variable')}"
         return match.group(0)
 
     def _secret(self, kind: str) -> str:
         self.counts[kind] += 1
-        return f"[REDACTED {kind}]"
+        return f"{REDACTED}{kind}]"
 
     def _placeholder(self, kind: str, value: str) -> str:
+        if value in self._issued:
+            return value
         if value not in self._map:
             self.counts[kind] += 1
             n = self.counts[kind]
             self._map[value] = PLACEHOLDERS[kind].format(n=n, hi=n >> 8 & 0xFF, lo=n & 0xFF)
+            self._issued.add(self._map[value])
         return self._map[value]
 
 

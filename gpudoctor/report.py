@@ -120,6 +120,8 @@ def write_report(run, host, path: str, anonymize: bool, environ: dict, timeout: 
     results, facts, _ = run_checks(plugins, RecordedHost(Evidence(evidence), timeout), selection, timeout)
     redacted_run = Run(results, facts, run.started_at, run.duration_s, redactor.text(run.host), run.collector_s)
     code = redacted_run.exit_code()
+    # Derived from redacted evidence already; this pass guards anything a check adds from elsewhere, and
+    # the redactor is idempotent, so it never re-maps a placeholder or re-counts a secret.
     document = redactor.value(json.loads(render.to_json(redacted_run, code)))
     members = {"report.json": _json(document), "evidence.json": _json(evidence)}
     members["report.md"] = markdown(document, redactor.text(_plain_verdict(redacted_run, code))).encode()

@@ -207,6 +207,10 @@ def test_anonymized_report_hides_identities_consistently_and_still_judges_the_sa
     assert data.count(b"GPU-00000000-0000-0000-0000-000000000001") >= 3  # NVML, nvidia-smi XML, facts: one placeholder
     proc = gpudoctor_cmd("diff", str(plain), str(anonymous), "--format", "json")
     assert json.loads(proc.stdout)["results"] == []  # the same statuses after anonymizing
+    members = {name.split("/", 1)[1]: data for name, data in archive_bytes(anonymous)}
+    for name in ("report.json", "evidence.json", "report.md"):  # one GPU, one placeholder, in every file
+        assert b"GPU-00000000-0000-0000-0000-000000000001" in members[name] and b"-000000000002" not in members[name], name
+        assert b"serial-2" not in members[name], name
 
 
 def test_anonymize_live_replaces_host_user_ip_and_mac(planted, tmp_path):
@@ -356,6 +360,16 @@ def test_a_verdict_that_redaction_changes_is_named(tmp_path):
     run = Run(flipped, facts, "2026-11-26T06:00:00+00:00", 1.2, "h200-node", timings)
     written = write_report(run, host, str(tmp_path / "r.tar.gz"), False, {}, 5.0, plugins, Selection())
     assert written.changed == ["gpu.ecc"]
+
+
+def test_redacting_twice_changes_and_counts_nothing_more():
+    redactor = Redactor(anonymize=True, hostnames=["dgx-a100-03"])
+    once = redactor.text("HF_TOKEN=hf_QmVyeVNlY3JldEh1Z2dpbmdGYWNlVG9rZW4x\ndgx-a100-03 10.1.2.3 aa:bb:cc:dd:ee:ff "
+                         "GPU-33497751-baba-a7bf-3038-8645175b5bde Serial Number : 1653924185446")
+    counts = redactor.summary()
+    assert redactor.text(once) == once and redactor.value({"serial": "serial-1", "API_KEY": "[REDACTED secret environment variable]"}) == \
+        {"serial": "serial-1", "API_KEY": "[REDACTED secret environment variable]"}
+    assert redactor.summary() == counts
 
 
 def test_without_anonymize_identities_stay():
