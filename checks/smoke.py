@@ -2,8 +2,8 @@
 
 The collector runs the training smoke test (gpudoctor/probes/smoke_probe.py) in each judged
 interpreter for PyTorch (fullest: memory, speed, NCCL), JAX and TensorFlow, on every visible
-GPU, or on the CPU with `gpudoctor smoke --device cpu`. It runs
-only where an NVIDIA driver shows GPUs: elsewhere the area skips without starting Python.
+GPU, or on the CPU with `gpudoctor smoke --device cpu`. It runs only where an NVIDIA driver
+shows GPUs: elsewhere the area skips without starting Python.
 """
 
 from __future__ import annotations
@@ -69,55 +69,63 @@ def _finite(values) -> bool:
     return bool(values) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
 
 
-def device_problems(device: dict) -> list[tuple[str, str]]:
-    """(problem, fix) for one device's training, numbers and memory."""
+def device_problems(device: dict, rerun: str) -> list[tuple[str, str]]:
+    """(problem, fix) for one device's training, numbers and memory; `rerun` repeats the test by hand."""
     where = device.get("name") or device["device"]
+    corruption = _corruption_fix(device)
     problems = []
     fp32 = device.get("fp32") or {}
     if "error" in fp32:
-        problems.append((f"{where}: float32 training failed: {fp32['error']}", _runtime_fix(fp32["error"])))
+        problems.append((f"{where}: float32 training failed: {fp32['error']}", _runtime_fix(fp32["error"], rerun)))
     elif not _finite(fp32.get("value")):
-        problems.append((f"{where}: float32 loss is not finite ({fp32.get('value', [])[-1:]})", CORRUPTION_FIX))
+        problems.append((f"{where}: float32 loss is not finite ({fp32.get('value', [])[-1:]})", corruption))
     elif (fp32.get("max_rel_diff") or 0) > FP32_TOLERANCE:
         problems.append((f"{where}: float32 training disagrees with the CPU by {fp32['max_rel_diff']:.1e} "
-                         f"(tolerance {FP32_TOLERANCE:g}): this GPU computes wrong numbers", CORRUPTION_FIX))
+                         f"(tolerance {FP32_TOLERANCE:g}): this GPU computes wrong numbers", corruption))
     mixed = device.get("mixed") or {}
     losses = mixed.get("value")
     if "error" in mixed:
-        problems.append((f"{where}: {mixed.get('dtype')} mixed-precision training failed: {mixed['error']}", _runtime_fix(mixed["error"])))
+        problems.append((f"{where}: {mixed.get('dtype')} mixed-precision training failed: {mixed['error']}", _runtime_fix(mixed["error"], rerun)))
     elif not _finite(losses):
-        problems.append((f"{where}: {mixed.get('dtype')} loss became NaN or infinite", CORRUPTION_FIX))
+        problems.append((f"{where}: {mixed.get('dtype')} loss became NaN or infinite", corruption))
     elif losses[-1] > FALL * losses[0]:
-        problems.append((f"{where}: loss did not fall ({losses[0]:.3f} → {losses[-1]:.3f} in {len(losses)} steps)", CORRUPTION_FIX))
+        problems.append((f"{where}: loss did not fall ({losses[0]:.3f} → {losses[-1]:.3f} in {len(losses)} steps)", corruption))
     memory = device.get("memory") or {}
     if "error" in memory:
-        problems.append((f"{where}: the memory check failed: {memory['error']}", _runtime_fix(memory["error"])))
+        problems.append((f"{where}: the memory check failed: {memory['error']}", _runtime_fix(memory["error"], rerun)))
     elif (memory.get("value") or {}).get("mismatches"):
         bad = memory["value"]
         problems.append((f"{where}: {bad['mismatches']} words read back wrong out of {bad['tested_bytes'] >> 20} MiB written",
-                         CORRUPTION_FIX))
+                         corruption))
     return problems
 
 
-CORRUPTION_FIX = ("nvidia-smi -q -d ECC,PAGE_RETIREMENT,ROW_REMAPPER   # uncorrectable errors, pending remaps\n"
-                  "# drain this node from the scheduler, reset the GPU (sudo nvidia-smi -r -i N) and rerun gpudoctor smoke;\n"
-                  "# if it fails again, the GPU is faulty: open an RMA with the serial from nvidia-smi -q")
+def _corruption_fix(device: dict) -> str:
+    if not device["device"].startswith("cuda"):
+        return "journalctl -k | grep -i -e mce -e 'machine check'   # the CPU or its memory computed wrong numbers\n# run memtester, and retire the machine if errors repeat"
+    index = device["device"].split(":")[-1]
+    return (f"nvidia-smi -q -i {index} -d ECC,PAGE_RETIREMENT,ROW_REMAPPER   # uncorrectable errors, pending remaps\n"
+            f"# drain this node from the scheduler, reset the GPU (sudo nvidia-smi -r -i {index}) and rerun gpudoctor smoke;\n"
+            "# if it fails again, the GPU is faulty: open an RMA with the serial from nvidia-smi -q")
 
 
-def _runtime_fix(error: str) -> str:
+def _runtime_fix(error: str, rerun: str) -> str:
     if re.search(r"out of memory", error, re.I):
         return "nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv   # who holds the memory\n# stop those processes, or run gpudoctor smoke when the GPU is idle"
     if re.search(r"cudnn", error, re.I):
         return "gpudoctor check --only cudnn -v   # a cuDNN that loads but cannot run: its version and which copy was loaded"
     if re.search(r"no kernel image|sm_\d+ is not compatible", error, re.I):
         return "gpudoctor check --only torch -v   # this torch has no kernels for the GPU: torch.arch_list names the build to install"
-    return "gpudoctor check -v   # the driver, CUDA and framework checks name the cause\n# rerun with the details: python -X faulthandler -c 'import torch; torch.ones(1).cuda()'"
+    return "gpudoctor check -v   # the driver, CUDA and framework checks name the cause\n" + rerun
 
 
-def _failure_fix(python: str, answer: dict, framework: str, device: str) -> str:
+def _rerun(python: str, framework: str, smoke: dict) -> str:
+    return f"{python} -X faulthandler {PROBE_SCRIPT} smoke {framework} {smoke['device']} {smoke['steps']}   # rerun it to see where it stops"
+
+
+def _failure_fix(answer: dict, rerun: str) -> str:
     tail = " | ".join(answer.get("stderr_tail", [])[-2:])
-    return (f"{python} -X faulthandler {PROBE_SCRIPT} smoke {framework} {device} 30   # rerun it to see where it stops"
-            + (f"\n# it said: {tail[:200]}" if tail else ""))
+    return rerun + (f"\n# it said: {tail[:200]}" if tail else "")
 
 
 def trains(smoke: dict, framework: str, name: str):
@@ -125,23 +133,24 @@ def trains(smoke: dict, framework: str, name: str):
     problems, passed, skipped = [], [], []
     for run in _runs(smoke, framework):
         answer, python = run["answer"], run["python"]
+        rerun = _rerun(python, framework, smoke)
         if answer.get("failure") == "not recorded":
             skipped.append(f"the {name} smoke test in {python} was not recorded")
             continue
         if answer.get("failure"):
             return fail(f"the {name} smoke test in {python} {answer['message']}",
-                        _failure_fix(python, answer, framework, smoke["device"]), answer.get("stderr_tail", [])[-5:])
+                        _failure_fix(answer, rerun), answer.get("stderr_tail", [])[-5:])
         if answer.get("failed"):
             if "No module named" in answer["failed"]:
                 skipped.append(f"{name} is not installed in {python}")
                 continue
             return fail(f"the {name} smoke test in {python} failed: {answer['failed']}",
-                        _failure_fix(python, answer, framework, smoke["device"]))
+                        _failure_fix(answer, rerun))
         if answer.get("unavailable"):
             skipped.append(f"{answer['unavailable']} in {python}")
             continue
         for device in answer.get("devices") or []:
-            found = device_problems(device)
+            found = device_problems(device, rerun)
             problems += found
             if not found:
                 passed.append(device)

@@ -133,7 +133,7 @@ def test_wrong_numbers_fail_as_corruption():
     fp32["max_rel_diff"] = 0.01
     result = judge(h200_with(wrong), "smoke.torch")
     assert result.status == Status.FAIL and "disagrees with the CPU by 1.0e-02" in result.summary
-    assert "ROW_REMAPPER" in result.fix and "RMA" in result.fix
+    assert "ROW_REMAPPER" in result.fix and "RMA" in result.fix and "sudo nvidia-smi -r -i 0" in result.fix
 
 
 def test_a_nan_loss_fails():
@@ -161,7 +161,8 @@ def test_memory_that_reads_back_wrong_fails():
     ("RuntimeError: cuDNN error: CUDNN_STATUS_NOT_INITIALIZED", "gpudoctor check --only cudnn -v"),
     ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.00 GiB", "--query-compute-apps"),
     ("RuntimeError: CUDA error: no kernel image is available for execution on the device", "gpudoctor check --only torch -v"),
-    ("RuntimeError: CUDA error: an illegal memory access was encountered", "python -X faulthandler"),
+    ("RuntimeError: CUDA error: an illegal memory access was encountered",
+     f"{H200_PYTHON} -X faulthandler "),
 ])
 def test_a_failing_step_names_its_error_and_the_fix_for_it(error, fix):
     failing = gpu_answer()
