@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 
-from gpudoctor.checks.python import interpreters
-from gpudoctor.checks.torch import install_fix, value
 
 from gpudoctor import compat, fixes, kb
 from gpudoctor.gpus import driver_cuda as _driver_cuda
 from gpudoctor.gpus import gpu_devices
+from gpudoctor.frameworks import install_fix, interpreters, value
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 

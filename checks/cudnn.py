@@ -8,10 +8,9 @@ would cause the very mismatch it looks for: see the H200 capture's README).
 
 from __future__ import annotations
 
-from gpudoctor.checks.python import interpreters
-from gpudoctor.checks.torch import torch_installs, value
 
 from gpudoctor import compat
+from gpudoctor.frameworks import interpreters, torch_installs, value
 from gpudoctor.host import NotRecorded
 from gpudoctor.parsers import CUDA_LIBRARIES, library_version, parse_ldconfig
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn

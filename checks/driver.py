@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-from gpudoctor.checks.gpu import nvswitch_count
-from gpudoctor.checks.system import container_kind
 from packaging.version import InvalidVersion, Version
 
-from gpudoctor import fixes, kb
-from gpudoctor.gpus import gpu_devices, no_driver
+from gpudoctor import driverlog, fixes, kb
+from gpudoctor.causes import fabric_down
+from gpudoctor.context import confined, on_the_host, request_gpus
+from gpudoctor.gpus import gpu_devices, no_driver, nvswitch_count
 from gpudoctor.host import NOT_FOUND, NOT_RECORDED, TIMED_OUT, NotRecorded
 from gpudoctor.parsers import classify_smi_failure, parse_driver_version, parse_kernel_log, parse_smi_xml
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
@@ -26,13 +26,18 @@ def collect_driver(host) -> dict:
     if proc.error == sysfs.error == NOT_RECORDED:
         raise NotRecorded("/proc/driver/nvidia/version")
     parsed = parse_driver_version(proc.text) if proc.ok else {"version": None, "open": None}
-    return {
+    facts = {
         "loaded": proc.ok or sysfs.ok,
         "proc_error": proc.error,
         "version": parsed["version"] or (sysfs.text or "").strip() or None,
         "open": parsed["open"] if proc.ok else None,
         "gpus": host.listdir("/proc/driver/nvidia/gpus"),
     }
+    if not facts["loaded"]:  # which module, if any, is built for the running kernel
+        modinfo = host.run(["modinfo", "-F", "version", "nvidia"])
+        facts["on_disk"] = modinfo.stdout.strip() or None if modinfo.ok else None
+        facts["on_disk_error"] = modinfo.error or (modinfo.output.splitlines() or [""])[0][:200] if not modinfo.ok else None
+    return facts
 
 
 @collector("nvidia_smi")
@@ -94,9 +99,35 @@ def _install(os, nvml, nvidia_smi) -> str:
     return fixes.install_driver(os, _arch(os), open_modules=not pre_turing)
 
 
-@check("driver.loaded", "NVIDIA kernel module loaded", needs=("driver",), uses=("os", "container", "pci", "nvidia_smi", "nvml"))
-def loaded(driver, os, container, pci, nvidia_smi, nvml):
-    """Without the kernel module nothing else can work (A2)."""
+def _host_fix(fix: str, container, environment) -> str:
+    """A host-side fix as it is printed here: as is on the host, under "on the host" in a container or job."""
+    place = confined(container, environment)
+    if not place:
+        return fix
+    ask = request_gpus(container, environment)
+    return f"# {place} cannot change the host's driver.\n" + (f"{ask}\n" if ask else "") + on_the_host(fix)
+
+
+def _modprobe_first(os, driver, smi_message) -> tuple[str, str]:
+    """The driver's user space is installed but its module is not loaded: load it, and read why it fails."""
+    release = "$(uname -r)"
+    lines = ["sudo modprobe nvidia   # load the module; if it fails, its error says why:",
+             "# 'Key was rejected by service': Secure Boot refuses the module; enrol its key (see system.secure_boot)",
+             f"# 'Module nvidia not found': none is built for kernel {release}: "
+             f"{fixes.kernel_headers(os).replace(chr(34), '')} && sudo dkms autoinstall",
+             "# 'No such device': the driver does not support this GPU, or nouveau holds it; the kernel log says which",
+             "sudo dmesg | grep -i nvrm | tail -20   # the driver's own account",
+             "nvidia-smi   # works once the module is loaded"]
+    summary = "the NVIDIA driver is installed but its kernel module is not loaded"
+    if smi_message:
+        summary += f": nvidia-smi says \"{smi_message}\""
+    return summary, "\n".join(lines)
+
+
+@check("driver.loaded", "NVIDIA kernel module loaded", needs=("driver",),
+       uses=("os", "container", "pci", "nvidia_smi", "nvml", "kernel_log", "boot", "modules", "environment"))
+def loaded(driver, os, container, pci, nvidia_smi, nvml, kernel_log, boot, modules, environment):
+    """Without the kernel module nothing else can work; the kernel log and the module on disk say why (A2-A7)."""
     if (container or {}).get("wsl") or (os or {}).get("wsl"):
         if nvidia_smi and nvidia_smi.get("parsed"):
             return ok(f"WSL2 uses the Windows driver {nvidia_smi['parsed'].get('driver_version')}")
@@ -107,17 +138,26 @@ def loaded(driver, os, container, pci, nvidia_smi, nvml):
     if not no_driver(driver, nvml):
         return ok(f"NVIDIA driver {nvml['driver_version']} answers through NVML; /proc/driver/nvidia is hidden here "
                   "(a sandboxed container runtime)")
-    install = _install(os, nvml, nvidia_smi)
-    kind = container_kind(container)
-    nvidia_on_bus = (pci or {}).get("gpus")
+    if pci and pci.get("gpus") == []:
+        return skip("there is no NVIDIA GPU here to drive (see gpu.present)")
+    said = driverlog.cause(kernel_log, os, _arch(os), driver.get("on_disk"), boot)
+    smi = nvidia_smi or {}
+    if said:
+        return fail(f"no NVIDIA driver is loaded: {said.summary}", details=said.details,
+                    fix=_host_fix(said.fix, container, environment))
+    dkms = [m for m in (modules or {}).get("dkms_modules") or [] if m.startswith("nvidia")]
+    release = ((os or {}).get("kernel") or {}).get("release")
+    if dkms and release and (modules or {}).get("headers", {}).get(release) is False:
+        return fail(f"no NVIDIA driver is loaded: DKMS builds {', '.join(dkms)} but kernel {release} has no headers, "
+                    "so no module was built for it", fix=_host_fix(f"{fixes.kernel_headers(os)}\nsudo dkms autoinstall\nsudo reboot",
+                                                                    container, environment))
+    if smi.get("category") == "driver_not_loaded" or driver.get("on_disk"):
+        summary, fix = _modprobe_first(os, driver, smi.get("message"))
+        return fail(summary, fix=_host_fix(fix, container, environment))
     summary = "no NVIDIA driver is loaded (/proc/driver/nvidia/version is missing)"
-    if pci and pci.get("gpus") is not None and not nvidia_on_bus:
+    if pci and pci.get("gpus") == []:
         summary += " and no NVIDIA GPU is on the PCI bus"
-    if kind:
-        return fail(summary, fix=f"# this is a {kind} container: the driver belongs on the host, not here. On the host:\n{install}\n"
-                                 "# then start the container with its GPUs (Kubernetes: install the NVIDIA device plugin):\n"
-                                 "docker run --gpus all ...")
-    return fail(summary, fix=install)
+    return fail(summary, fix=_host_fix(_install(os, nvml, nvidia_smi), container, environment))
 
 
 @check("driver.module_flavor", "Open or proprietary module fits the GPUs", needs=("driver",), uses=("nvml", "nvidia_smi", "os"))
@@ -162,11 +202,14 @@ def nvml_matches_kernel(driver, nvml, nvidia_smi, kernel_log, os):
                 or "api_mismatch" in (kernel_log or {}).get("flags", {}))
     library = _library_version(nvml)
     if mismatch or (library and module and library != module):
+        said = ((kernel_log or {}).get("events") or {}).get("api_mismatch")
         return fail(f"Driver/library version mismatch: kernel module {module}, NVML library {library or 'of another version'}."
                     " User-space driver packages were upgraded without a reboot",
-                    fix=f"sudo reboot   # simplest; or unload and reload the module:\n"
-                        "sudo systemctl stop nvidia-persistenced; sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia\n"
-                        f"{fixes.hold_driver(os)}   # keep unattended upgrades from doing it again")
+                    details=said["lines"] if said else (),
+                    fix=f"{fixes.hold_driver(os)}   # keep unattended upgrades from doing it again\n"
+                        "# without a reboot, when no process uses the GPU: sudo systemctl stop nvidia-persistenced; "
+                        "sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia\n"
+                        "sudo reboot   # loads the module that matches the library")
     if error.get("code") == 12:
         return fail(f"libnvidia-ml (NVML) is not installed beside kernel module {module}",
                     fix=f"# install the driver's user-space libraries, matching module {module}:\n"
@@ -211,20 +254,18 @@ def nvidia_smi(nvidia_smi, driver, nvml, os):
               f"{parsed.get('device_count')} GPU(s){took}")
 
 
-@check("driver.device_nodes", "GPU device nodes usable", needs=("devices",), uses=("driver", "nvml", "container", "os"))
-def device_nodes(devices, driver, nvml, container, os):
+@check("driver.device_nodes", "GPU device nodes usable", needs=("devices",), uses=("driver", "nvml", "container", "os", "environment"))
+def device_nodes(devices, driver, nvml, container, os, environment):
     """Missing or unreadable /dev/nvidia* nodes: 'Insufficient Permissions', or a container without GPUs (A11, E44)."""
     nodes = {path: info for path, info in devices["nodes"].items() if info}
     gpus = sorted(p for p in nodes if p[len("/dev/nvidia"):].isdigit())
-    kind = container_kind(container)
     if no_driver(driver, nvml):
         return skip(NO_MODULE)
     if "/dev/nvidiactl" not in nodes or not gpus:
-        if kind:
-            return fail(f"no /dev/nvidia* GPU nodes in this {kind} container: it was started without GPUs",
-                        fix="docker run --gpus all ...\n"
-                            "# Podman: sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml, then --device nvidia.com/gpu=all\n"
-                            "# Kubernetes: request nvidia.com/gpu in the pod's resources.limits")
+        place = confined(container, environment)
+        if place:
+            return fail(f"no /dev/nvidia* GPU nodes in {place}: it was started without GPUs",
+                        fix=request_gpus(container, environment) or "ls -l /dev/nvidia*   # the nodes this place was given")
         return fail("the driver is loaded but /dev/nvidiactl or /dev/nvidia0 is missing",
                     fix=f"{fixes.install(os, 'nvidia-modprobe')}\nsudo nvidia-modprobe -c 0 -u   # creates the nodes")
     denied = [p for p, info in nodes.items() if not (info.get("readable") and info.get("writable"))]
@@ -296,7 +337,7 @@ def fabric_manager(driver, pci, services, nvml, os):
     devices = [d for d in (nvml or {}).get("devices") or [] if isinstance(d.get("fabric_state"), int)]
     waiting = [d for d in devices if d["fabric_state"] in (1, 2)]
     if switches or waiting:
-        if fm == "active" or (devices and all(d["fabric_state"] == 3 for d in devices)):
+        if not fabric_down(pci, services, devices):
             return ok(f"{switches} NVSwitch(es); the NVLink fabric is up")
         branch = (driver["version"] or "").split(".")[0]
         return fail(f"{switches} NVSwitch(es) but nvidia-fabricmanager is {fm or 'not running'}: CUDA fails with "

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 
-from gpudoctor import fixes, kb
-from gpudoctor.gpus import bus_id, gpu_devices, no_driver
+from gpudoctor import driverlog, fixes, kb
+from gpudoctor.context import confined, container_kind, describe, hypervisor, request_gpus
+from gpudoctor.gpus import NO_MODULE, answering_gpus, bus_id, gpu_devices, no_driver
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import parse_p2p_matrix
-from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
+from gpudoctor.plugin import check, collector, fail, ok, skip, warn
 
 GIB = 1 << 30
-NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
 NVIDIA_VENDOR = "0x10de"
-THROTTLE = {0x8: "HW slowdown", 0x20: "SW thermal slowdown", 0x40: "HW thermal slowdown", 0x80: "HW power brake"}
 COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}
 
 
@@ -23,16 +21,19 @@ def collect_pci(host) -> dict:
     entries = host.listdir("/sys/bus/pci/devices")
     if entries is None:
         return {"gpus": None, "nvswitches": None}
-    gpus, switches = [], []
+    gpus, switches, vendors, ids = [], [], set(), {}
     for bdf in entries:
-        if (host.read(f"/sys/bus/pci/devices/{bdf}/vendor").text or "").strip() != NVIDIA_VENDOR:
+        vendor = (host.read(f"/sys/bus/pci/devices/{bdf}/vendor").text or "").strip()
+        vendors.add(vendor)
+        if vendor != NVIDIA_VENDOR:
             continue
         cls = (host.read(f"/sys/bus/pci/devices/{bdf}/class").text or "").strip()
         if cls.startswith("0x03"):
             gpus.append(bdf)
+            ids[bdf] = (host.read(f"/sys/bus/pci/devices/{bdf}/device").text or "").strip() or None
         elif cls.startswith("0x0680"):
             switches.append(bdf)
-    return {"gpus": gpus, "nvswitches": switches}
+    return {"gpus": gpus, "nvswitches": switches, "vendors": sorted(v for v in vendors if v), "device_ids": ids}
 
 
 @collector("p2p")
@@ -50,49 +51,61 @@ def collect_environment(host) -> dict:
     return dict(host.environ)
 
 
-def nvswitch_count(pci: dict | None) -> int | None:
-    switches = (pci or {}).get("nvswitches")
-    return None if switches is None else len(switches)
+@check("gpu.present", "An NVIDIA GPU is attached", needs=("pci",), uses=("driver", "nvml", "platform", "container", "environment"))
+def present(pci, driver, nvml, platform, container, environment):
+    """No NVIDIA device on the PCI bus and none from the driver: no driver install helps; a GPU must be attached (issue 8)."""
+    if pci.get("gpus") is None:
+        return skip("the PCI bus could not be read")
+    if pci["gpus"] or not no_driver(driver, nvml):
+        count = len(pci["gpus"]) or len((nvml or {}).get("devices") or [])
+        return ok(f"{count} NVIDIA GPU(s) on the PCI bus" if pci["gpus"] else f"{count} NVIDIA GPU(s) answer NVML")
+    where = describe(platform, pci, container)
+    vm = hypervisor(platform, pci)
+    place = confined(container, environment)
+    if place and container_kind(container) is None:  # a job on a node without GPUs
+        return fail(f"there is no NVIDIA GPU on this node ({where}): {place} runs where no GPU is attached",
+                    fix=request_gpus(container, environment) or "# submit the job to a partition with GPUs")
+    if vm:
+        fix = (f"# this is {where}: no NVIDIA GPU is attached to it, so no driver can help.\n"
+               "# attach one (PCI passthrough or a vGPU profile in the hypervisor), or move to a GPU instance type\n"
+               "# (AWS g5/p4d/p5, Google Cloud a2/a3/g2, Azure NC/ND), then run gpudoctor check again")
+    else:
+        fix = (f"# this is {where} with no NVIDIA device on its PCI bus: no driver can help.\n"
+               "# seat a GPU (and its power cables), or check that the BIOS has not disabled the slot, then run gpudoctor check again")
+    return fail(f"there is no NVIDIA GPU on this machine: {where}, with no NVIDIA device on its PCI bus", fix=fix,
+                details=[f"PCI vendors here: {', '.join(pci.get('vendors') or []) or 'none'}"])
 
 
-def answering_gpus(driver, nvml, nvidia_smi) -> list[dict]:
-    """The GPUs to judge; skips the check, saying why, when there are none."""
-    if no_driver(driver, nvml):
-        raise Skip(NO_MODULE)
-    devices = [d for d in gpu_devices(nvml, nvidia_smi) if not d.get("error")]
-    if not devices:
-        raise Skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
-    return devices
-
-
-@check("gpu.visible", "Every GPU on the bus is usable", needs=("driver",), uses=("pci", "nvml", "nvidia_smi", "kernel_log", "os"))
-def visible(driver, pci, nvml, nvidia_smi, kernel_log, os):
-    """A GPU on the bus but unclaimed, lost, or dropped by this driver branch is silently missing (A7, B20)."""
+@check("gpu.visible", "Every GPU on the bus is usable", needs=("driver",), uses=("pci", "nvml", "nvidia_smi", "kernel_log", "os", "boot"))
+def visible(driver, pci, nvml, nvidia_smi, kernel_log, os, boot):
+    """A GPU on the bus but unclaimed, lost, or dropped by this driver branch is silently missing (A6, A7, B20)."""
     if no_driver(driver, nvml):
         return skip(NO_MODULE)
-    legacy = ((kernel_log or {}).get("flags") or {}).get("legacy_gpu")
-    if legacy:
-        branch = re.search(r"(\d+)\.xx", legacy).group(1)
-        return fail(f"driver {driver['version']} ignores a GPU that only the {branch}.xx legacy branch supports",
-                    fix=fixes.install_branch(os, branch), details=[legacy])
     on_bus = {bus_id(b) for b in (pci or {}).get("gpus") or []}
     claimed = {bus_id(b) for b in driver.get("gpus") or []}
     devices = gpu_devices(nvml, nvidia_smi)
     lost = [d for d in devices if d.get("error")]
     answering = {d["bus"] for d in devices if not d.get("error")}
-    if on_bus - claimed and claimed:
-        missing = ", ".join(sorted(on_bus - claimed))
-        return fail(f"{len(on_bus)} NVIDIA GPU(s) on the PCI bus but the driver claimed {len(claimed)}; unclaimed: {missing}",
-                    fix=f"sudo dmesg | grep -i -E 'NVRM|RmInitAdapter'   # why it failed\nlspci -k -s {sorted(on_bus - claimed)[0]}"
-                        "   # 'Kernel driver in use' should be nvidia, not nouveau or vfio-pci")
+    said = driverlog.cause(kernel_log, os, (os or {}).get("kernel", {}).get("arch") or "x86_64", driver.get("version"), boot)
+    if on_bus - claimed or (said and (not answering or said.refuses_a_gpu)):
+        unclaimed = ", ".join(sorted(on_bus - claimed)) or "a GPU"
+        if said:
+            return fail(f"{len(on_bus) or 'an'} NVIDIA GPU(s) on the PCI bus, {len(claimed)} claimed by the driver: {said.summary}",
+                        fix=said.fix, details=said.details)
+        if claimed or on_bus:
+            return fail(f"{len(on_bus)} NVIDIA GPU(s) on the PCI bus but the driver claimed {len(claimed)}; unclaimed: {unclaimed}",
+                        fix=f"sudo dmesg | grep -i -E 'NVRM|RmInitAdapter'   # why it failed\nlspci -k -s {sorted(on_bus - claimed)[0]}"
+                            "   # 'Kernel driver in use' should be nvidia, not nouveau or vfio-pci")
     if lost or (claimed and answering and claimed - answering):
         gone = ", ".join(sorted(claimed - answering)) or ", ".join(d["label"] for d in lost)
         return fail(f"the driver knows GPU(s) that NVML cannot reach: {gone} (fallen off the bus or lost)",
-                    fix="sudo dmesg | grep -E 'Xid|fallen off'   # Xid 79 confirms it\nsudo reboot   # then check power cables, cooling and seating")
+                    fix="sudo dmesg | grep -E 'Xid|fallen off'   # Xid 79 confirms it\n"
+                        "# check power cables, cooling and seating after the reboot\nsudo reboot")
     if not answering:
         return skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
+    source = "answering NVML" if nvml and not nvml.get("error") else "listed by nvidia-smi"
     seen = f"{len(on_bus)} on the PCI bus, " if on_bus else ""
-    return ok(f"{len(answering)} GPU(s): {seen}{len(claimed) or len(answering)} claimed by the driver, {len(answering)} answering NVML")
+    return ok(f"{len(answering)} GPU(s): {seen}{len(claimed) or len(answering)} claimed by the driver, {len(answering)} {source}")
 
 
 @check("gpu.inventory", "GPUs, memory and compute capability", uses=("driver", "nvml", "nvidia_smi"))
@@ -164,16 +177,20 @@ def xid(kernel_log, driver, nvml):
     if not events:
         return ok("no Xid events since boot")
     codes = kb.load("xid")["codes"]
-    lines, fixes, worst = [], [], "warn"
+    lines, heads, actions, worst = [], [], [], "warn"
     for code in sorted({e["xid"] for e in events}):
         info = codes.get(str(code), {"meaning": "not in gpudoctor's table", "severity": "warn",
                                      "action": "look it up in https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html"})
         hits = [e for e in events if e["xid"] == code]
-        lines.append(f"Xid {code} × {len(hits)} on {', '.join(sorted({e['pci'] for e in hits}))}: {info['meaning']}")
-        fixes.append(f"# Xid {code}: {info['action']}")
+        buses = ", ".join(sorted({e["pci"] for e in hits}))
+        heads.append(f"Xid {code} × {len(hits)} on {buses}")
+        lines.append(f"Xid {code} × {len(hits)} on {buses}: {info['meaning']}")
+        actions.append(f"# Xid {code}: {info['action']}")
         worst = "fail" if info["severity"] == "fail" else worst
     verdict = fail if worst == "fail" else warn
-    return verdict(f"{len(events)} Xid event(s) since boot: {', '.join(l.split(':')[0] for l in lines)}", fix="\n".join(fixes), details=lines)
+    return verdict(f"{len(events)} Xid event(s) since boot: {'; '.join(heads)}",
+                   fix="sudo dmesg -T | grep -E 'NVRM: Xid'   # each event with its time and process\n" + "\n".join(actions),
+                   details=lines)
 
 
 @check("gpu.pcie_link", "PCIe link at full speed", uses=("driver", "nvml", "nvidia_smi"))
@@ -198,23 +215,55 @@ def pcie_link(driver, nvml, nvidia_smi):
     return ok("PCIe links at their maximum" + (" (idle ones trained down, as expected)" if idle_notes else ""), idle_notes)
 
 
-@check("gpu.thermal", "Temperature and clock throttling", uses=("driver", "nvml", "nvidia_smi"))
+def _clock_causes(d: dict) -> list[tuple[str, str, str]]:
+    """(problem, evidence, fix) for each clock-event reason active on one GPU, each with its own cause.
+
+    Meanings from NVIDIA's nvml.h (nvmlClocksEventReason*): a power brake is asserted from outside the
+    GPU (the chassis, BMC or a power supply); a software power cap is the set power limit (judged against
+    the default limit); thermal slowdowns are temperatures (judged against the slowdown threshold);
+    application clocks are someone's setting. Idle, sync boost and display clocks are not problems.
+    """
+    reasons = d.get("throttle_reasons") or 0
+    index, temp, slowdown = d["index"], d.get("temperature_gpu"), d.get("temperature_slowdown")
+    limit, default = d.get("power_limit_mw"), d.get("power_default_limit_mw")
+    heat = f"{temp} °C (slowdown at {slowdown} °C)" if temp is not None and slowdown else f"{temp} °C" if temp is not None else "temperature unknown"
+    found = []
+    if reasons & 0x80:
+        found.append((f"{d['label']}: hardware power brake asserted from outside the GPU", "the chassis, BMC or a power supply pulls the brake",
+                      "sudo ipmitool sdr type 'Power Supply'   # a failed or missing supply, or lost redundancy\n"
+                      "sudo ipmitool sel elist | tail -20   # the BMC's own events\n"
+                      "# reseat the GPU's power cables; check the BMC's power-capping policy with the server vendor"))
+    if reasons & 0x40 or reasons & 0x20:
+        kind = "hardware" if reasons & 0x40 else "software"
+        found.append((f"{d['label']}: {kind} thermal slowdown at {heat}", "the GPU or its memory is too hot",
+                      f"nvidia-smi -q -i {index} -d TEMPERATURE,PERFORMANCE   # GPU and memory temperatures against their limits\n"
+                      "# check fans and airflow: blanking panels, blocked intakes, the inlet temperature, a failed fan"))
+    elif reasons & 0x8:
+        found.append((f"{d['label']}: hardware slowdown at {heat}", "temperature, an external power brake, or power draw beyond the board's limit",
+                      f"nvidia-smi -q -i {index} -d TEMPERATURE,POWER,PERFORMANCE   # which of heat or power it is\n"
+                      "# too hot: fans and airflow; power: the supplies and the GPU's power cables"))
+    if reasons & 0x4 and isinstance(limit, int) and isinstance(default, int) and limit < default:
+        found.append((f"{d['label']}: power capped at {limit / 1000:.0f} W, below its default {default / 1000:.0f} W",
+                      "someone lowered the power limit", f"sudo nvidia-smi -i {index} -pl {default // 1000}   # back to the default limit"))
+    if reasons & 0x2:
+        found.append((f"{d['label']}: clocks pinned by an application-clocks setting", "nvidia-smi -ac was used",
+                      f"sudo nvidia-smi -i {index} -rac   # reset the application clocks"))
+    return found
+
+
+@check("gpu.thermal", "Temperature, power and clock throttling", uses=("driver", "nvml", "nvidia_smi"))
 def thermal(driver, nvml, nvidia_smi):
-    """Thermal or power throttling cuts clocks, and throughput with them (B25)."""
+    """Each clock-event reason has its own cause and fix (B25): power brake, power cap, heat, application clocks."""
     devices = answering_gpus(driver, nvml, nvidia_smi)
-    hot = []
+    found = [cause for d in devices for cause in _clock_causes(d)]
     for d in devices:
-        reasons = [name for bit, name in THROTTLE.items() if (d.get("throttle_reasons") or 0) & bit]
         slowdown = d.get("temperature_slowdown")
-        if slowdown and (d.get("temperature_gpu") or 0) >= slowdown:
-            reasons.append(f"{d['temperature_gpu']} °C, at its slowdown threshold {slowdown} °C")
-        if reasons:
-            hot.append(f"{d['label']}: {', '.join(reasons)}")
-    if hot:
-        return warn(f"{len(hot)} GPU(s) are throttled by temperature or power: training runs slower",
-                    fix="nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER   # which limit bites\n"
-                        "# fix the cooling (fans, airflow, inlet temperature) or power (cables, PSU, BMC power cap)\n"
-                        "sudo nvidia-smi -pl <default watts>   # if someone lowered the power limit", details=hot)
+        if slowdown and (d.get("temperature_gpu") or 0) >= slowdown and not (d.get("throttle_reasons") or 0) & 0x68:
+            found.append((f"{d['label']}: {d['temperature_gpu']} °C, at its slowdown threshold {slowdown} °C", "the GPU is too hot",
+                          f"nvidia-smi -q -i {d['index']} -d TEMPERATURE   # check fans and airflow"))
+    if found:
+        return warn(f"{found[0][0]} ({found[0][1]})" + (f", and {len(found) - 1} more" if len(found) > 1 else ""),
+                    fix="\n".join(dict.fromkeys(fix for _, _, fix in found)), details=[f"{p}: {e}" for p, e, _ in found])
     temps = [d["temperature_gpu"] for d in devices if d.get("temperature_gpu") is not None]
     return ok("no thermal or power throttling" + (f"; hottest GPU {max(temps)} °C" if temps else ""))
 
@@ -229,11 +278,20 @@ def mig(driver, nvml, nvidia_smi):
     if pending:
         return warn(f"{pending[0]['label']}: a MIG mode change is pending until the GPU is reset",
                     fix=f"sudo nvidia-smi -r -i {pending[0]['index']}   # or reboot")
+    empty = [d for d in on if d.get("mig_devices") == 0]
+    if empty:
+        ids = ",".join(str(d["index"]) for d in empty)
+        return fail(f"MIG is on for {len(empty)} GPU(s) with no GPU instances: CUDA sees no device there ('No CUDA GPUs are available')",
+                    fix=f"sudo nvidia-smi mig -i {ids} -lgip   # the GPU instance profiles these GPUs offer\n"
+                        f"sudo nvidia-smi mig -i {ids} -cgi 0 -C   # one instance of the largest profile, with its compute instance\n"
+                        f"# or, if MIG is not wanted: sudo nvidia-smi -i {ids} -mig 0 && sudo nvidia-smi -r -i {ids}\n"
+                        "nvidia-smi -L   # the MIG devices CUDA will see")
     if on:
         ids = ",".join(str(d["index"]) for d in on)
         return warn(f"MIG is on for {len(on)} GPU(s): CUDA sees MIG slices, not whole GPUs, and one process sees only one slice",
-                    fix=f"sudo nvidia-smi -i {ids} -mig 0 && sudo nvidia-smi -r -i {ids}   # if MIG is unintended\n"
-                        "# if intended: run one process per slice with CUDA_VISIBLE_DEVICES=MIG-<uuid> (nvidia-smi -L lists them)")
+                    fix="nvidia-smi -L   # the MIG devices and their UUIDs\n"
+                        "# if intended: run one process per slice, with CUDA_VISIBLE_DEVICES set to one MIG device's UUID\n"
+                        f"# if not: sudo nvidia-smi -i {ids} -mig 0 && sudo nvidia-smi -r -i {ids}")
     return ok("MIG is off" if modes else "MIG is not supported on these GPUs")
 
 
@@ -289,37 +347,65 @@ def _hidden_tokens(value: str, devices: list[dict]) -> list[str]:
             if int(token) >= len(devices):
                 bad.append(token)
         elif token.startswith(("GPU-", "MIG-")):
-            if token.startswith("GPU-") and not any(u.startswith(token) for u in uuids):
+            if token.startswith("GPU-") and any(uuids) and not any(u.startswith(token) for u in uuids):
                 bad.append(token)
         else:
             bad.append(token)
     return bad
 
 
-@check("gpu.visible_devices", "CUDA_VISIBLE_DEVICES shows the GPUs", needs=("environment",), uses=("driver", "nvml", "nvidia_smi", "container"))
-def visible_devices(environment, driver, nvml, nvidia_smi, container):
-    """CUDA_VISIBLE_DEVICES or NVIDIA_VISIBLE_DEVICES can hide every GPU or name missing ones (E43)."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+@check("gpu.visible_devices", "CUDA_VISIBLE_DEVICES shows the GPUs", needs=("environment",),
+       uses=("driver", "nvml", "nvidia_smi", "container", "pci"))
+def visible_devices(environment, driver, nvml, nvidia_smi, container, pci):
+    """CUDA_VISIBLE_DEVICES or NVIDIA_VISIBLE_DEVICES can hide every GPU or name missing ones (E43).
+
+    Judged with or without a driver: a variable that hides every GPU will still hide them once the
+    driver is in, and a doctor names every problem it can see at once.
+    """
     value = environment.get("CUDA_VISIBLE_DEVICES")
     runtime = environment.get("NVIDIA_VISIBLE_DEVICES")
-    valid = ",".join(str(d["index"]) for d in devices)
+    devices = [] if no_driver(driver, nvml) else [d for d in gpu_devices(nvml, nvidia_smi) if not d.get("error")]
+    count = len(devices) or len((pci or {}).get("gpus") or [])
+    valid = ",".join(str(i) for i in range(count)) if count else "0"
     if runtime in ("void", "none", "") and any((container or {}).values()):
         return fail(f"NVIDIA_VISIBLE_DEVICES={runtime!r}: the container runtime gave this container no GPU",
-                    fix="docker run --gpus all ...   # or NVIDIA_VISIBLE_DEVICES=all with the NVIDIA runtime")
+                    fix="# start the container with its GPUs: docker run --gpus all IMAGE, or -e NVIDIA_VISIBLE_DEVICES=all with the NVIDIA runtime")
+    capabilities = environment.get("NVIDIA_DRIVER_CAPABILITIES")
+    if capabilities and "compute" not in capabilities and "all" not in capabilities and any((container or {}).values()):
+        return fail(f"NVIDIA_DRIVER_CAPABILITIES={capabilities}: the container runtime did not mount the CUDA libraries (no 'compute')",
+                    fix="# start the container with -e NVIDIA_DRIVER_CAPABILITIES=compute,utility (Compose: environment:)")
     if value is None:
-        return ok(f"CUDA_VISIBLE_DEVICES is unset: CUDA sees all {len(devices)} GPU(s)")
-    if value.strip() in ("", "-1", "none", "NoDevFiles"):
-        return fail(f"CUDA_VISIBLE_DEVICES={value!r} hides every GPU: frameworks say 'No CUDA GPUs are available'",
-                    fix=f"unset CUDA_VISIBLE_DEVICES   # or: export CUDA_VISIBLE_DEVICES={valid}")
-    bad = _hidden_tokens(value, devices)
+        return ok(f"CUDA_VISIBLE_DEVICES is unset: CUDA sees all {count} GPU(s)" if count else "CUDA_VISIBLE_DEVICES is unset")
+    hidden = value.strip() in ("", "-1", "none", "NoDevFiles")
+    verdict = fail if devices else warn
+    later = "" if devices else " (once a driver and GPU are in, they will still be hidden)"
+    if hidden:
+        return verdict(f"CUDA_VISIBLE_DEVICES={value!r} hides every GPU: frameworks say 'No CUDA GPUs are available'{later}",
+                       fix=f"unset CUDA_VISIBLE_DEVICES   # or: export CUDA_VISIBLE_DEVICES={valid}; and remove it from the shell profile or script that sets it")
+    if not count:
+        return skip(f"CUDA_VISIBLE_DEVICES={value}: no GPU here to compare it with")
+    bad = _hidden_tokens(value, devices or [{} for _ in range(count)])
     if bad:
-        return fail(f"CUDA_VISIBLE_DEVICES={value} names {', '.join(bad)}, which is no GPU here (indices 0-{len(devices) - 1});"
-                    " CUDA ignores it and every entry after it",
-                    fix=f"export CUDA_VISIBLE_DEVICES={valid}   # or unset it; set it before the framework is imported")
+        return verdict(f"CUDA_VISIBLE_DEVICES={value} names {', '.join(bad)}, which is no GPU here (indices 0-{count - 1});"
+                       " CUDA ignores it and every entry after it",
+                       fix=f"export CUDA_VISIBLE_DEVICES={valid}   # or unset it; set it before the framework is imported")
     shown = len([t for t in value.split(",") if t.strip()])
-    order = "" if environment.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID" else \
-        " (indices follow CUDA's fastest-first order; export CUDA_DEVICE_ORDER=PCI_BUS_ID to match nvidia-smi)"
-    return ok(f"CUDA_VISIBLE_DEVICES={value}: CUDA sees {shown} of {len(devices)} GPU(s){order if len(devices) > 1 else ''}")
+    return ok(f"CUDA_VISIBLE_DEVICES={value}: CUDA sees {shown} of {count} GPU(s)")
+
+
+@check("gpu.device_order", "CUDA numbers the GPUs as nvidia-smi does", needs=("environment",), uses=("driver", "nvml", "nvidia_smi"))
+def device_order(environment, driver, nvml, nvidia_smi):
+    """Mixed GPU models with CUDA_DEVICE_ORDER unset: CUDA counts fastest first, nvidia-smi by PCI bus, so cuda:0 is not GPU 0."""
+    devices = answering_gpus(driver, nvml, nvidia_smi)
+    names = sorted({d.get("name") or "?" for d in devices})
+    if len(names) < 2:
+        return ok(f"one GPU model ({names[0]}): CUDA's order and nvidia-smi's agree" if devices else "no GPUs to order")
+    if environment.get("CUDA_DEVICE_ORDER") == "PCI_BUS_ID":
+        return ok(f"CUDA_DEVICE_ORDER=PCI_BUS_ID: CUDA numbers {', '.join(names)} as nvidia-smi does")
+    return warn(f"{len(names)} GPU models ({', '.join(names)}) and CUDA_DEVICE_ORDER is not PCI_BUS_ID: CUDA numbers the fastest "
+                "first, so cuda:0 and CUDA_VISIBLE_DEVICES=0 may not be nvidia-smi's GPU 0",
+                fix="export CUDA_DEVICE_ORDER=PCI_BUS_ID   # and add it to ~/.bashrc or /etc/environment",
+                details=[f"{d['label']}: {d.get('name')}" for d in devices])
 
 
 P2P_MEANING = {"CNS": "the chipset does not support it", "GNS": "the GPU does not support it",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from gpudoctor.checks.gpu import answering_gpus
-from gpudoctor.checks.python import installs
-
 from gpudoctor import compat, kb
+from gpudoctor.causes import blockers
+from gpudoctor.frameworks import broken, installs
+from gpudoctor.gpus import answering_gpus
 from gpudoctor.gpus import capabilities as _capabilities
 from gpudoctor.gpus import driver_cuda as _driver_cuda
+from gpudoctor.importerrors import diagnose, import_context
 from gpudoctor.plugin import Skip, check, fail, ok
 
 
@@ -37,9 +38,12 @@ def jax_fix(python: str, driver_cuda: str | None, capabilities: list) -> str:
     return f'{python} -m pip install -U "jax[{plugin}]"   # aligns jax, jaxlib and the plugin'
 
 
-@check("jax.install", "jax, jaxlib and a CUDA plugin that fit", needs=("python_envs",), uses=("nvml", "nvidia_smi"))
-def install(python_envs, nvml, nvidia_smi):
-    """A jaxlib without a CUDA plugin is CPU-only; versions that differ break the plugin (failure modes 40, 42)."""
+@check("jax.install", "jax imports, with jaxlib and a CUDA plugin that fit", needs=("python_envs",),
+       uses=("nvml", "nvidia_smi", "cuda_libraries", "machine", "platform", "container"))
+def install(python_envs, nvml, nvidia_smi, cuda_libraries, machine, platform, container):
+    """jax that does not import; a jaxlib without a CUDA plugin is CPU-only; versions that differ break the plugin (failure modes 40, 42)."""
+    for interpreter, answer in broken(python_envs, "jax"):
+        return diagnose("jax", interpreter, answer, import_context(cuda_libraries, machine, platform, container))
     driver_cuda, capabilities = _driver_cuda(nvml, nvidia_smi), _capabilities(nvml, nvidia_smi)
     for interpreter, facts, dists in jax_installs(python_envs):
         if not dists:  # the package list was not recorded: only the backend can speak
@@ -64,19 +68,36 @@ def install(python_envs, nvml, nvidia_smi):
     return ok(lines[0] if len(lines) == 1 else f"{len(lines)} JAX installs fit", lines)
 
 
-@check("jax.backend", "JAX runs on the GPUs", needs=("python_envs",), uses=("driver", "nvml", "nvidia_smi"))
-def backend(python_envs, driver, nvml, nvidia_smi):
-    """JAX falling back to the CPU says why on stderr: no device visible, or CUDA libraries it cannot use (failure mode 41)."""
+def _plugin_cuda(dists: dict) -> str | None:
+    for name in dists:
+        plugin = kb.load("jax")["plugins"].get(name[len("jax-"):-len("-plugin")]) if name.endswith("-plugin") else None
+        if plugin:
+            return plugin["cuda"]
+    return None
+
+
+@check("jax.backend", "JAX runs on the GPUs", needs=("python_envs",),
+       uses=("driver", "nvml", "nvidia_smi", "environment", "pci", "services", "devices", "os", "cuda_libraries"))
+def backend(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os, cuda_libraries):
+    """JAX on the CPU backend: the cause other checks found (a hidden GPU, an old driver, the fabric, MIG), else what it printed (41)."""
     judged = jax_installs(python_envs)
     expected = len(answering_gpus(driver, nvml, nvidia_smi))
     for interpreter, facts, dists in judged:
         if not any(n.startswith("jax-cuda") for n in dists) and dists:
             raise Skip("no CUDA plugin is installed (see jax.install)")
         if facts.get("backend") not in ("gpu", "cuda"):
-            reason = " ".join(line.strip() for line in facts.get("stderr_tail") or [] if "CUDA" in line or "cuInit" in line)[:300]
+            said = [line.strip() for line in facts.get("stderr_tail") or [] if "CUDA" in line or "cuInit" in line or "cuDNN" in line]
+            reason = " ".join(said)[:300]
+            known = blockers({"environment": environment, "nvml": nvml, "nvidia_smi": nvidia_smi, "driver": driver, "pci": pci,
+                              "services": services, "devices": devices, "os": os}, _plugin_cuda(dists), reason)
+            if known:
+                return fail(f"JAX in {interpreter['path']} runs on the {facts.get('backend') or 'unknown'} backend: {known[0][0]}",
+                            fix=known[0][1], details=said[-4:])
+            folders = list(((cuda_libraries or {}).get("ld_library_path") or {}))
+            fix = (f"unset LD_LIBRARY_PATH   # it puts {folders[0]} ahead of the CUDA libraries of JAX's own wheels" if folders else
+                   f"{interpreter['path']} -c 'import jax; jax.devices(\"gpu\")'   # the plugin's own error")
             return fail(f"JAX in {interpreter['path']} runs on the {facts.get('backend') or 'unknown'} backend: {reason or 'no reason printed'}",
-                        fix="unset LD_LIBRARY_PATH   # JAX wants the CUDA libraries of its own wheels\n"
-                            "# and check CUDA_VISIBLE_DEVICES (gpu.visible_devices)")
+                        fix=fix, details=said[-4:])
         if len(facts.get("devices") or []) < expected:
             return fail(f"JAX sees {len(facts.get('devices') or [])} of {expected} GPUs",
                         fix="nvidia-smi -L   # compare with jax.devices(); see gpu.visible_devices")

@@ -10,23 +10,10 @@ from __future__ import annotations
 import threading
 
 from gpudoctor.parsers import parse_pip_check
+from gpudoctor.frameworks import choose_interpreters, interpreters
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "cupy")
-
-
-def choose_interpreters(host) -> list[dict]:
-    """--python as given; else the active venv, the active conda env, or python3 on PATH, saying why."""
-    given = host.options.get("python") or []
-    if given:
-        return [{"path": path, "why": "--python"} for path in given]
-    env = host.environ
-    if env.get("VIRTUAL_ENV"):
-        return [{"path": f"{env['VIRTUAL_ENV']}/bin/python", "why": "the active virtual environment ($VIRTUAL_ENV)"}]
-    if env.get("CONDA_PREFIX"):
-        return [{"path": f"{env['CONDA_PREFIX']}/bin/python", "why": "the active conda environment ($CONDA_PREFIX)"}]
-    path = host.which("python3")
-    return [{"path": path, "why": "python3 on PATH (no virtual or conda environment is active)"}] if path else []
 
 
 def _judge_interpreter(host, chosen: dict) -> dict:
@@ -64,26 +51,6 @@ def collect_python_envs(host) -> dict:
     for thread in threads:
         thread.join()
     return {"interpreters": results}
-
-
-def installs(python_envs: dict, probe: str, name: str) -> list[tuple[dict, dict]]:
-    """(interpreter, probe answer) where the framework imported; skips the check, saying why, where none did."""
-    found = [(i, i[probe]) for i in python_envs["interpreters"] if "failure" not in i[probe] and "failed" not in i[probe]]
-    if found:
-        return found
-    broken = [i for i in python_envs["interpreters"] if i[probe].get("failure") not in (None, "not recorded")]
-    if broken:
-        raise Skip(f"the {probe} probe in {broken[0]['path']} {broken[0][probe]['failure']} (see python.interpreter)")
-    where = ", ".join(i["path"] for i in python_envs["interpreters"]) or "no interpreter"
-    raise Skip(f"{name} is not installed in {where}")
-
-
-def interpreters(python_envs: dict) -> list[dict]:
-    """The interpreters whose env probe answered; skips the check when there are none."""
-    good = [i for i in python_envs["interpreters"] if "failure" not in i["env"]]
-    if not good:
-        raise Skip("no interpreter could be probed (see python.interpreter)")
-    return good
 
 
 @check("python.interpreter", "The judged Python interpreter", needs=("python_envs",))

@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 import re
 
-from gpudoctor.checks.python import choose_interpreters
-
 from gpudoctor import kb
+from gpudoctor.frameworks import choose_interpreters
 from gpudoctor.host import PROBE_SCRIPT, NotRecorded
 from gpudoctor.plugin import Skip, check, collector, fail, ok, warn
 

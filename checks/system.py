@@ -5,6 +5,7 @@ from __future__ import annotations
 from packaging.version import InvalidVersion, Version
 
 from gpudoctor import fixes, kb
+from gpudoctor.context import container_kind, describe
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import os_from_lsb, os_from_release, parse_glibc, parse_modules, parse_os_release, parse_uname
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
@@ -95,24 +96,38 @@ def collect_boot(host) -> dict:
 
 @collector("container")
 def collect_container(host) -> dict:
-    """Docker, Podman, Kubernetes and WSL markers."""
+    """Docker, Podman, Kubernetes and WSL markers, and the cgroup's device rules (v1) where readable."""
     cgroup = host.read("/proc/1/cgroup").text or ""
     env = host.environ
+    devices = host.read("/sys/fs/cgroup/devices/devices.list")
     return {
         "docker": host.stat("/.dockerenv") is not None or "docker" in cgroup,
         "podman": host.stat("/run/.containerenv") is not None or env.get("container") == "podman",
         "kubernetes": "KUBERNETES_SERVICE_HOST" in env or "kubepods" in cgroup,
         "wsl": "WSL_DISTRO_NAME" in env or host.stat("/dev/dxg") is not None,
+        "device_rules": devices.text.split("\n")[:64] if devices.ok else None,
     }
 
 
-def container_kind(container: dict | None) -> str | None:
-    """'Kubernetes', 'Podman' or 'Docker' when gpudoctor runs in a container."""
-    container = container or {}
-    for key, name in (("kubernetes", "Kubernetes"), ("podman", "Podman"), ("docker", "Docker")):
-        if container.get(key):
-            return name
-    return None
+CPU_FLAGS = ("hypervisor", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "amx_tile", "asimd", "sve")
+
+
+@collector("platform")
+def collect_platform(host) -> dict:
+    """The CPU (model, the instruction-set flags frameworks are built for) and whether this is a VM, and whose."""
+    cpuinfo = host.read("/proc/cpuinfo", limit=64 << 10)
+    first = (cpuinfo.text or "").split("\n\n", 1)[0]
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines()) if _}
+    flags = (fields.get("flags") or fields.get("Features") or "").split()
+    virt = host.run(["systemd-detect-virt", "--vm"])
+    return {
+        "cpu_model": fields.get("model name") or fields.get("Model name") or fields.get("CPU part"),
+        "cpu_flags": sorted(set(flags) & set(CPU_FLAGS)) if cpuinfo.ok else None,
+        "arch": "aarch64" if "Features" in fields else "x86_64" if "flags" in fields else None,
+        "virt": virt.stdout.strip() or None if virt.rc in (0, 1) and virt.error is None else None,
+        "dmi": {name: (host.read(f"/sys/class/dmi/id/{name}").text or "").strip() or None
+                for name in ("sys_vendor", "product_name", "chassis_type")},
+    }
 
 
 @check("system.os", "Linux distribution", needs=("os",))
@@ -268,12 +283,13 @@ def shm(storage, container):
     return ok(f"/dev/shm has {size:.1f} GiB")
 
 
-@check("system.container", "Container and WSL", needs=("container",), uses=("os",))
-def container(container, os):
+@check("system.container", "Where gpudoctor runs: container, VM, WSL", needs=("container",), uses=("os", "platform", "pci"))
+def container(container, os, platform, pci):
     """Containers and WSL2 get their driver from outside, which changes every fix."""
     if container.get("wsl") or (os or {}).get("wsl"):
         return ok("WSL2: the GPU comes from the Windows driver through /usr/lib/wsl/lib; never install a Linux driver here")
     kind = container_kind(container)
+    where = describe(platform, pci, container)
     if kind:
-        return ok(f"running inside a {kind} container: the driver lives on the host and GPUs arrive through the container runtime")
-    return ok("not in a container")
+        return ok(f"running in {where}: the driver lives on the host and GPUs arrive through the container runtime")
+    return ok(f"not in a container: {where}")

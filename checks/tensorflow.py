@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from gpudoctor.checks.gpu import answering_gpus
-from gpudoctor.checks.python import installs
-
 from gpudoctor import compat
+from gpudoctor.causes import blockers
+from gpudoctor.frameworks import broken, installs
+from gpudoctor.gpus import answering_gpus
 from gpudoctor.gpus import capabilities as _capabilities
+from gpudoctor.importerrors import diagnose, import_context
 from gpudoctor.plugin import Skip, check, fail, ok
 
 
@@ -22,9 +23,12 @@ def tf_fix(interpreter: dict, version: str | None) -> str:
     return f"{drop}{python} -m pip install 'tensorflow[and-cuda]=={version}'"
 
 
-@check("tensorflow.build", "TensorFlow is a CUDA build", needs=("python_envs",))
-def build(python_envs):
-    """A CPU build (tensorflow-cpu, or no CUDA in the build info) never lists a GPU (failure mode 37)."""
+@check("tensorflow.build", "TensorFlow imports and is a CUDA build", needs=("python_envs",),
+       uses=("cuda_libraries", "machine", "platform", "container"))
+def build(python_envs, cuda_libraries, machine, platform, container):
+    """TensorFlow that does not import (AVX, GLIBC, NumPy, libraries), or a CPU build (tensorflow-cpu), never lists a GPU (37)."""
+    for interpreter, answer in broken(python_envs, "tensorflow"):
+        return diagnose("tensorflow", interpreter, answer, import_context(cuda_libraries, machine, platform, container))
     for interpreter, facts in tf_installs(python_envs):
         info = facts.get("build") or {}
         if not info.get("is_cuda_build"):
@@ -35,9 +39,10 @@ def build(python_envs):
     return ok(lines[0] if len(lines) == 1 else f"{len(lines)} CUDA builds of TensorFlow", lines)
 
 
-@check("tensorflow.gpus", "TensorFlow lists the GPUs", needs=("python_envs",), uses=("driver", "nvml", "nvidia_smi"))
-def gpus(python_envs, driver, nvml, nvidia_smi):
-    """An empty GPU list on a CUDA build: TensorFlow could not dlopen its CUDA or cuDNN libraries (failure modes 37, 38)."""
+@check("tensorflow.gpus", "TensorFlow lists the GPUs", needs=("python_envs",),
+       uses=("driver", "nvml", "nvidia_smi", "environment", "pci", "services", "devices", "os", "cuda_libraries"))
+def gpus(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os, cuda_libraries):
+    """An empty GPU list on a CUDA build: a cause other checks found, else the CUDA or cuDNN libraries it could not dlopen (37, 38)."""
     judged = tf_installs(python_envs)
     expected = len(answering_gpus(driver, nvml, nvidia_smi))
     for interpreter, facts in judged:
@@ -46,8 +51,16 @@ def gpus(python_envs, driver, nvml, nvidia_smi):
         listed = facts.get("gpus") or []
         if len(listed) < expected:
             missing = [line.strip() for line in facts.get("stderr_tail") or [] if "dlopen" in line or "Could not load dynamic library" in line]
-            return fail(f"TensorFlow in {interpreter['path']} lists {len(listed)} of {expected} GPUs",
-                        details=missing, fix=tf_fix(interpreter, facts.get("version")) + "\nunset LD_LIBRARY_PATH   # if it points at another CUDA")
+            runtime = str((facts.get("build") or {}).get("cuda_version") or "") or None
+            known = blockers({"environment": environment, "nvml": nvml, "nvidia_smi": nvidia_smi, "driver": driver, "pci": pci,
+                              "services": services, "devices": devices, "os": os}, runtime, " ".join(facts.get("stderr_tail") or []))
+            if known and not missing:
+                return fail(f"TensorFlow in {interpreter['path']} lists {len(listed)} of {expected} GPUs: {known[0][0]}", fix=known[0][1])
+            folders = list(((cuda_libraries or {}).get("ld_library_path") or {}))
+            unset = f"\nunset LD_LIBRARY_PATH   # it puts {folders[0]} ahead of TensorFlow's own CUDA libraries" if folders else ""
+            return fail(f"TensorFlow in {interpreter['path']} lists {len(listed)} of {expected} GPUs"
+                        + (": it could not load its CUDA libraries" if missing else ""),
+                        details=missing, fix=tf_fix(interpreter, facts.get("version")) + unset)
     return ok(f"TensorFlow lists all {expected} GPU(s)")
 
 

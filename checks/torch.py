@@ -6,63 +6,39 @@ from NVML or nvidia-smi (gpudoctor.gpus).
 
 from __future__ import annotations
 
-from gpudoctor.checks.python import installs
-
 from gpudoctor import compat
+from gpudoctor.causes import blockers
+from gpudoctor.frameworks import broken, install_fix, torch_installs, value
 from gpudoctor.gpus import capabilities as _capabilities
 from gpudoctor.gpus import driver_cuda as _driver_cuda
 from gpudoctor.gpus import gpu_devices, no_driver
+from gpudoctor.importerrors import diagnose, import_context
 from gpudoctor.plugin import Skip, check, fail, ok, warn
 
 
-def value(facts: dict, key: str):
-    """A probed fact's value, or None where the call failed or was not made."""
-    return (facts.get(key) or {}).get("value")
-
-
-def torch_installs(python_envs: dict) -> list[tuple[dict, dict]]:
-    """(interpreter, torch facts) for each judged interpreter where torch imported."""
-    return installs(python_envs, "torch", "PyTorch")
-
-
-def install_fix(python: str, version: str | None, driver_cuda: str | None, capabilities: list) -> str:
-    """The command for the newest CUDA build of this release that the driver runs; by branch without a driver."""
-    if driver_cuda:
-        variant = compat.torch_variant(version, driver_cuda, capabilities)
-        if variant:
-            return compat.torch_install(python, version, variant)
-        return (f"# no official build of torch {version} runs on a driver for CUDA {driver_cuda} with these GPUs:\n"
-                f"# upgrade the driver (see driver.loaded), or pick another torch release")
-    release = compat.torch_release(version) or {}
-    lines = ["# no NVIDIA driver is loaded here; choose the build for the driver you will install:"]
-    for name in sorted(release.get("stable") or [], key=compat.version_key, reverse=True):
-        variant = release["variants"].get(name)
-        if variant:
-            floor = compat.minimum_driver(variant["cuda"])
-            lines.append(f"{compat.torch_install(python, version, name)}   # driver >= {floor}")
-    return "\n".join(lines) if len(lines) > 1 else f"{python} -m pip install torch   # no build table for torch {version}"
-
-
-@check("torch.build", "PyTorch is a CUDA build", needs=("python_envs",), uses=("nvml", "nvidia_smi"))
-def build(python_envs, nvml, nvidia_smi):
-    """A CPU-only wheel (+cpu) or a ROCm build cannot use an NVIDIA GPU (failure mode 32)."""
+@check("torch.build", "PyTorch imports and is a CUDA build", needs=("python_envs",),
+       uses=("nvml", "nvidia_smi", "cuda_libraries", "machine", "platform", "container"))
+def build(python_envs, nvml, nvidia_smi, cuda_libraries, machine, platform, container):
+    """An installed torch that does not import, a CPU-only wheel (+cpu) or a ROCm build cannot use an NVIDIA GPU (failure mode 32)."""
+    for interpreter, answer in broken(python_envs, "torch"):
+        return diagnose("torch", interpreter, answer, import_context(cuda_libraries, machine, platform, container))
     for interpreter, facts in torch_installs(python_envs):
         version = value(facts, "version")
+        fix = install_fix(interpreter["path"], version, _driver_cuda(nvml, nvidia_smi), _capabilities(nvml, nvidia_smi), interpreter)
         if value(facts, "version_hip"):
-            return fail(f"torch {version} in {interpreter['path']} is a ROCm (AMD) build",
-                        fix=install_fix(interpreter["path"], version, _driver_cuda(nvml, nvidia_smi), _capabilities(nvml, nvidia_smi)))
+            return fail(f"torch {version} in {interpreter['path']} is a ROCm (AMD) build", fix=fix)
         if not value(facts, "version_cuda"):
-            return fail(f"torch {version} in {interpreter['path']} is a CPU-only build: 'Torch not compiled with CUDA enabled'",
-                        fix=install_fix(interpreter["path"], version, _driver_cuda(nvml, nvidia_smi), _capabilities(nvml, nvidia_smi)))
+            return fail(f"torch {version} in {interpreter['path']} is a CPU-only build: 'Torch not compiled with CUDA enabled'", fix=fix)
     lines = [f"torch {value(f, 'version')} (CUDA {value(f, 'version_cuda')}"
              + (f", NCCL {'.'.join(map(str, value(f, 'nccl')))}" if value(f, "nccl") else "") + f") in {i['path']}"
              for i, f in torch_installs(python_envs)]
     return ok(lines[0] if len(lines) == 1 else f"{len(lines)} CUDA builds of torch", lines)
 
 
-@check("torch.cuda_available", "PyTorch sees the GPUs", needs=("python_envs",), uses=("driver", "nvml", "nvidia_smi"))
-def cuda_available(python_envs, driver, nvml, nvidia_smi):
-    """torch.cuda.is_available() False on a CUDA build: the probe keeps the warning that says why."""
+@check("torch.cuda_available", "PyTorch sees the GPUs", needs=("python_envs",),
+       uses=("driver", "nvml", "nvidia_smi", "environment", "pci", "services", "devices", "os"))
+def cuda_available(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os):
+    """torch.cuda.is_available() False on a CUDA build: the cause other checks found, else the warning torch gave (E43, A10, B15)."""
     for interpreter, facts in torch_installs(python_envs):
         if not value(facts, "version_cuda"):
             raise Skip("a CPU-only build never sees a GPU (see torch.build)")
@@ -70,9 +46,12 @@ def cuda_available(python_envs, driver, nvml, nvidia_smi):
             reason = " ".join(facts["is_available"].get("warnings") or []) or "torch.cuda.is_available() is False, without a warning"
             if no_driver(driver, nvml):
                 raise Skip("no NVIDIA driver is loaded (see driver.loaded)")
+            known = blockers({"environment": environment, "nvml": nvml, "nvidia_smi": nvidia_smi, "driver": driver, "pci": pci,
+                              "services": services, "devices": devices, "os": os}, value(facts, "version_cuda"), reason)
+            if known:
+                return fail(f"torch in {interpreter['path']} sees no GPU: {known[0][0]}", fix=known[0][1], details=[reason[:300]])
             return fail(f"torch in {interpreter['path']} sees no GPU: {reason[:300]}",
-                        fix=f"{interpreter['path']} -c 'import torch; torch.cuda.init()'   # the full error\n"
-                            "# then see cuda.driver_runtime, driver.uvm and gpu.visible_devices, which name the usual causes")
+                        fix=f"{interpreter['path']} -c 'import torch; torch.cuda.init()'   # the full error")
     counts = [value(f, "device_count") for _, f in torch_installs(python_envs)]
     return ok(f"torch.cuda.is_available() is True; {counts[0]} GPU(s)")
 
@@ -95,7 +74,7 @@ def arch_list(python_envs, nvml, nvidia_smi):
             shown = ", ".join(f"sm_{a}{b}" for a, b in missing)
             return fail(f"torch {value(facts, 'version')} in {interpreter['path']} has no kernels for {shown} "
                         f"(it has {' '.join(archs)}): 'no kernel image is available for execution on the device'",
-                        fix=install_fix(interpreter["path"], value(facts, "version"), _driver_cuda(nvml, nvidia_smi), capabilities))
+                        fix=install_fix(interpreter["path"], value(facts, "version"), _driver_cuda(nvml, nvidia_smi), capabilities, interpreter))
     return ok(f"the build's kernels cover every GPU ({', '.join(sorted({f'sm_{a}{b}' for a, b in capabilities}))})")
 
 

@@ -40,6 +40,11 @@ def torch_release(version: str | None) -> dict | None:
     return kb.load("torch")["releases"].get(key)
 
 
+def load_release(name: str) -> dict | None:
+    """A torch release's knowledge by its name ('2.7')."""
+    return kb.load("torch")["releases"].get(name)
+
+
 def variant_supports(variant: dict, capability: tuple[int, int]) -> bool:
     """A build runs on a GPU when it has SASS for the GPU's major at a minor no newer than the GPU's.
 
@@ -68,9 +73,31 @@ def torch_variant(torch_version: str | None, driver_cuda: str | None, capabiliti
     return None
 
 
+def torch_choice(torch_version: str | None, driver_cuda: str | None,
+                 capabilities: list[tuple[int, int]]) -> tuple[str, str] | None:
+    """(release, variant): the official build closest to the installed release that has kernels for every GPU and
+    runs on this driver. The installed release first (its stable variants, then the others), then newer releases
+    from the nearest, then older ones (failure modes 33, 34: Blackwell needs 2.7+cu128, Pascal a cu126 build)."""
+    releases = kb.load("torch")["releases"]
+    here = ".".join(str(n) for n in version_key(torch_version)[:2])
+    newer = sorted((r for r in releases if version_key(r) > version_key(here)), key=version_key)
+    older = sorted((r for r in releases if version_key(r) < version_key(here)), key=version_key, reverse=True)
+    for name in ([here] if here in releases else []) + newer + older:
+        release = releases[name]
+        ordered = sorted(release["variants"], key=lambda v: (v not in release["stable"], [-n for n in version_key(v)]))
+        for variant in ordered:
+            build = release["variants"][variant]
+            if driver_cuda and not runtime_runs_on(build["cuda"], driver_cuda):
+                continue
+            if all(variant_supports(build, cc) for cc in capabilities):
+                return name, variant
+    return None
+
+
 def torch_install(python: str, torch_version: str | None, variant: str) -> str:
     """The pip command that puts this torch release's `variant` build into `python`."""
-    pinned = ".".join(str(n) for n in version_key(torch_version)[:3])
-    spec = f"torch=={pinned}" if pinned else "torch"
+    parts = version_key(torch_version)
+    pinned = ".".join(str(n) for n in parts[:3])
+    spec = f"'torch=={pinned}.*'" if len(parts) == 2 else f"torch=={pinned}" if pinned else "torch"
     return (f"{python} -m pip install --force-reinstall {spec} "
             f"--index-url {TORCH_INDEX.format(variant=variant)}")

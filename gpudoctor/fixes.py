@@ -75,9 +75,13 @@ def update_grub(os: dict | None) -> str:
             "zypper": "sudo grub2-mkconfig -o /boot/grub2/grub.cfg"}.get(family(os) or "", "# regenerate the GRUB configuration")
 
 
-def install_branch(os: dict | None, branch: str) -> str:
-    """Install one driver branch (a legacy branch for old GPUs): Ubuntu's own package, else NVIDIA's."""
-    package = f"nvidia-driver-{branch}" if (os or {}).get("id") == "ubuntu" else f"cuda-drivers-{branch}"
+def install_branch(os: dict | None, branch: str, open_modules: bool = False) -> str:
+    """Install one driver branch in one flavour: Ubuntu's own package (nvidia-driver-580, -580-open), else NVIDIA's
+    (cuda-drivers-580 is the proprietary flavour; nvidia-open-580 the open one)."""
+    if (os or {}).get("id") == "ubuntu":
+        package = f"nvidia-driver-{branch}" + ("-open" if open_modules else "")
+    else:
+        package = f"nvidia-open-{branch}" if open_modules else f"cuda-drivers-{branch}"
     return f"{install(os, package)}\nsudo reboot"
 
 

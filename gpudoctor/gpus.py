@@ -10,6 +10,9 @@ import re
 
 from gpudoctor import kb
 from gpudoctor.compat import cuda_of_driver
+from gpudoctor.plugin import Skip
+
+NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
 
 
 def no_driver(driver: dict | None, nvml: dict | None) -> bool:
@@ -67,4 +70,19 @@ def gpu_devices(nvml: dict | None, nvidia_smi: dict | None) -> list[dict]:
         device["bus"] = bus_id((device.get("pci") or {}).get("busId"))
         device["label"] = f"GPU{device.get('index')}" + (f" ({device['bus']})" if device["bus"] else "")
         devices.append(device)
+    return devices
+
+
+def nvswitch_count(pci: dict | None) -> int | None:
+    switches = (pci or {}).get("nvswitches")
+    return None if switches is None else len(switches)
+
+
+def answering_gpus(driver, nvml, nvidia_smi) -> list[dict]:
+    """The GPUs to judge; skips the check, saying why, when there are none."""
+    if no_driver(driver, nvml):
+        raise Skip(NO_MODULE)
+    devices = [d for d in gpu_devices(nvml, nvidia_smi) if not d.get("error")]
+    if not devices:
+        raise Skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
     return devices

@@ -53,6 +53,18 @@ def _processes(nvml, handle) -> list:
     return procs
 
 
+def _mig_count(nvml, handle) -> int:
+    """MIG devices that exist on the GPU (a GPU in MIG mode with none gives CUDA no device)."""
+    count = 0
+    for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except nvml.NVMLError:
+            continue
+        count += 1
+    return count
+
+
 def _device(nvml, index: int) -> dict:
     h = nvml.nvmlDeviceGetHandleByIndex(index)
     pci = _get(nvml.nvmlDeviceGetPciInfo, h)
@@ -89,6 +101,7 @@ def _device(nvml, index: int) -> dict:
         "retired_pages_pending": _get(nvml.nvmlDeviceGetRetiredPagesPendingStatus, h),
         "remapped_rows": _get(lambda: list(nvml.nvmlDeviceGetRemappedRows(h))),
         "mig_mode": _get(lambda: list(nvml.nvmlDeviceGetMigMode(h))),
+        "mig_devices": _get(_mig_count, nvml, h),
         "throttle_reasons": _get(nvml.nvmlDeviceGetCurrentClocksEventReasons, h),
         "vbios": _get(nvml.nvmlDeviceGetVbiosVersion, h),
         "virtualization_mode": _get(nvml.nvmlDeviceGetVirtualizationMode, h),

@@ -143,40 +143,102 @@ _XID = re.compile(r"NVRM: Xid \(PCI:([0-9A-Fa-f:.]+)\): (\d+),?\s*(.*)")
 _OFF_BUS = re.compile(r"NVRM: (?:The NVIDIA )?GPU (?:at PCI:)?([0-9A-Fa-f:.]+).*fallen off the bus")
 _GSP_TIMEOUT = re.compile(r"Timeout waiting for RPC from GSP|GSP Timeout", re.I)
 _PCI = re.compile(r"PCI:([0-9A-Fa-f]{4}:[0-9A-Fa-f:.]+)")
-_KERNEL_FLAGS = {
-    "api_mismatch": re.compile(r"NVRM: API mismatch", re.I),
-    "probe_not_called": re.compile(r"NVRM: The NVIDIA probe routine was not called", re.I),
-    "key_rejected": re.compile(r"(Key was rejected by service|module with unavailable key|Required key not available)", re.I),
+_TIME = re.compile(r"^\s*(\[\s*[\d.]+\]|\w{3} [ \d]\d [\d:]{8}|\d{4}-\d\d-\d\dT[\d:.+\-Z]+)")
+_NVRM = re.compile(r"^.*?NVRM:\s?")
+# What the driver says when it refuses a GPU or fails to start, matched over a message's joined lines
+# (NVIDIA's own wording: open-gpu-kernel-modules kernel-open/nvidia/nv.c and nv-pci.c; real logs in tests/incidents).
+_KERNEL_EVENTS = {
+    "api_mismatch": re.compile(r"API mismatch: the client has the version ([\d.]+\d), but this kernel module has the version ([\d.]+\d)", re.I),
+    "probe_not_called": re.compile(r"The NVIDIA probe routine was not called", re.I),
+    "key_rejected": re.compile(r"(Key was rejected by service|Loading of module with unavailable key is rejected|"
+                               r"Loading of unsigned module is rejected|Required key not available)", re.I),
     "uvm_hmm_kaslr": re.compile(r"request_free_mem_region\(\) err", re.I),
-    "legacy_gpu": re.compile(r"supported through the NVIDIA (\d+)\.xx Legacy drivers", re.I),
-    "legacy_persistence": re.compile(r"NVRM: Persistence mode is deprecated", re.I),
+    "legacy_gpu": re.compile(r"(?:The NVIDIA (.+?) GPU installed in this system>? (?:is )?)?supported through the NVIDIA (\d+)\.xx Legacy drivers", re.I),
+    "legacy_persistence": re.compile(r"Persistence mode is deprecated", re.I),
+    "open_needs_gsp": re.compile(r"The NVIDIA GPU (\S+) \(PCI ID: (\w+:\w+)\) installed in this system is not supported by open nvidia\.ko "
+                                 r"because it does not include the required GPU System Processor", re.I),
+    "open_datacenter_only": re.compile(r"Open nvidia\.ko is only ready for use on Data Center GPUs", re.I),
+    "needs_open": re.compile(r"The NVIDIA GPU (\S+) \(PCI ID: (\w+:\w+)\) installed in this system requires use of the NVIDIA open kernel modules", re.I),
+    "unsupported_gpu": re.compile(r"The NVIDIA GPU (\S+) \(PCI ID: (\w+:\w+)\) installed in this system is not supported by the "
+                                  r"(?:NVIDIA )?([\d.]+)(?: NVIDIA Linux)? driver release", re.I),
+    "rm_init_failed": re.compile(r"GPU (\S+): RmInitAdapter failed! \((0x\w+:0x\w+:\d+)\)", re.I),
+    "gsp_firmware": re.compile(r"Direct firmware load for (nvidia/([\d.]+)/gsp_\w+\.bin) failed with error (-?\d+)|"
+                               r"RmFetchGspRmImages: No firmware image found", re.I),
+    "bar_invalid": re.compile(r"This PCI I/O region assigned to your NVIDIA device is invalid: (BAR\d is \d+M @ 0x\w+) \(PCI:(\S+)\)", re.I),
+    "version_magic": re.compile(r"nvidia\w*: (?:version magic '([^']+)' should be '([^']+)'|disagrees about version of symbol (\w+))", re.I),
+    "no_gpu_found": re.compile(r"No NVIDIA GPU found|None of the NVIDIA devices were initialized|No NVIDIA devices probed", re.I),
 }
+WINDOW = 8
+
+
+def _body(line: str) -> str:
+    """A kernel-log line without its timestamp, facility and NVRM: tag, so a message's lines can be joined."""
+    line = _TIME.sub("", line)
+    line = re.sub(r"^\s*(?:\S+ )?kernel: (?:\[\s*[\d.]+\] )?", "", line)
+    return re.sub(r"\s+", " ", _NVRM.sub("", line) if "NVRM:" in line else line).strip()
+
+
+def _events(lines: list[str]) -> dict:
+    """The first occurrence of each telling driver message, joined across its continuation lines, with its time."""
+    bodies = [_body(line) for line in lines]
+    found: dict = {}
+    for i, line in enumerate(lines):
+        if not bodies[i]:
+            continue
+        window = " ".join(b for b in bodies[i:i + WINDOW] if b)
+        for name, pattern in _KERNEL_EVENTS.items():
+            if name in found:
+                continue
+            match = pattern.search(window)
+            if match and match.start() < len(bodies[i]):
+                span = window[match.start():match.end()]
+                used = 1 + sum(1 for b in bodies[i + 1:i + WINDOW] if b and b in span)
+                stamp = _TIME.match(line)
+                found[name] = {"time": stamp.group(1).strip() if stamp else None, "text": span[:600],
+                               "lines": [l.rstrip()[:300] for l in lines[i:i + used]], "groups": [g for g in match.groups()]}
+    return found
 
 
 def parse_kernel_log(text: str) -> dict:
-    """Xid events and other tell-tale NVIDIA lines from the kernel log (`dmesg`).
+    """Xid events, once each, and the driver's telling messages from the kernel log (`dmesg`).
+
+    A GPU that falls off the bus is logged twice by newer drivers (the Xid 79 line and a plain
+    "fallen off the bus" line), and a GSP timeout over several lines: each counts once per GPU
+    when no Xid line already names it. Bus ids keep their domain, bus and device.
 
     >>> parse_kernel_log("[ 12.5] NVRM: Xid (PCI:0000:44:00): 79, GPU has fallen off the bus.")["xids"][0]["xid"]
     79
     """
-    xids, flags = [], {}
-    for line in text.splitlines():
+    lines = text.splitlines()
+    xids, others = [], []
+    for line in lines:
         match = _XID.search(line)
         if match:
-            xids.append({"pci": match.group(1).lower(), "xid": int(match.group(2)), "text": match.group(3).strip()[:300]})
+            xids.append({"pci": _full_bus(match.group(1)), "xid": int(match.group(2)), "text": match.group(3).strip()[:300]})
             continue
         match = _OFF_BUS.search(line)
         if match:
-            xids.append({"pci": match.group(1).lower(), "xid": 79, "text": "GPU has fallen off the bus"})
-            continue
-        if _GSP_TIMEOUT.search(line):  # logged without an Xid number by some drivers: it is Xid 119
+            others.append({"pci": _full_bus(match.group(1)), "xid": 79, "text": "GPU has fallen off the bus"})
+        elif _GSP_TIMEOUT.search(line):  # logged without an Xid number by some drivers: it is Xid 119
             pci = _PCI.search(line)
-            xids.append({"pci": pci.group(1).lower() if pci else "unknown", "xid": 119, "text": line.strip()[:300]})
-            continue
-        for name, pattern in _KERNEL_FLAGS.items():
-            if name not in flags and pattern.search(line):
-                flags[name] = line.strip()[:300]
-    return {"xids": xids, "flags": flags}
+            others.append({"pci": _full_bus(pci.group(1)) if pci else "unknown", "xid": 119, "text": line.strip()[:300]})
+    seen = {(e["pci"], e["xid"]) for e in xids}
+    for event in others:
+        if (event["pci"], event["xid"]) not in seen and not (event["pci"] == "unknown" and any(e["xid"] == event["xid"] for e in xids)):
+            xids.append(event)
+            seen.add((event["pci"], event["xid"]))
+    events = _events(lines)
+    return {"xids": xids, "flags": {name: e["lines"][0] for name, e in events.items()}, "events": events}
+
+
+def _full_bus(raw: str) -> str:
+    """The Xid line's '0000:3b:00' (domain, bus, device) and the full '0000:3b:00.0' to one form, the full one:
+    a GPU is function 0 of its device, and nvidia-smi and sysfs name it so."""
+    raw = raw.lower().rstrip(".:")
+    parts = raw.split(":")
+    if len(parts) == 3 and "." not in parts[2]:
+        parts[2] += ".0"
+    return ":".join(parts)
 
 
 CUDA_LIBRARIES = ("libcudnn", "libcudart", "libnvjitlink", "libcublas", "libcusparse", "libnccl", "libcufft", "libcuda.so")
@@ -306,6 +368,14 @@ def _remapped_rows(gpu) -> list | dict:
             _flag(_text(gpu, "remapped_rows/remapped_row_pending")), _flag(_text(gpu, "remapped_rows/remapped_row_failure"))]
 
 
+def _mig_devices(gpu) -> int | dict:
+    """How many MIG devices the GPU has: `<mig_devices>None</mig_devices>` is zero."""
+    node = gpu.find("mig_devices")
+    if node is None:
+        return {"error": "missing"}
+    return len(node.findall("mig_device"))
+
+
 def _smi_gpu(gpu, index: int) -> dict:
     ecc = gpu.find("ecc_errors")
     processes = []
@@ -336,6 +406,7 @@ def _smi_gpu(gpu, index: int) -> dict:
         "retired_pages_pending": _flag(pending),
         "remapped_rows": _remapped_rows(gpu),
         "mig_mode": [_flag(_text(gpu, "mig_mode/current_mig")), _flag(_text(gpu, "mig_mode/pending_mig"))],
+        "mig_devices": _mig_devices(gpu),
         "throttle_reasons": _throttle_mask(gpu),
         "fabric_state": _text(gpu, "fabric/state"),
         "processes": processes,

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from gpudoctor.evidence import Evidence, command_key
-from gpudoctor.host import LiveHost, RecordedHost
+from gpudoctor.host import RecordedHost
 from gpudoctor.models import Result
 from gpudoctor.plugins import load_plugins
 from gpudoctor.runner import Selection, run_checks
@@ -42,11 +42,7 @@ def _fixture_data(name: str) -> dict:
     return Evidence.from_dir(FIXTURES / name).to_dict()
 
 
-@functools.lru_cache(maxsize=None)
-def _live_data() -> dict:
-    host = LiveHost(timeout=20)
-    run_checks(load_plugins(external=False), host, Selection(), timeout=20)
-    return host.evidence.to_dict()
+NO_GPU_MACHINE = "debian12-kvm-docker-nogpu-2026-11-27"
 
 
 def fixture(name: str) -> Evidence:
@@ -55,8 +51,10 @@ def fixture(name: str) -> Evidence:
 
 
 def this_machine() -> Evidence:
-    """What LiveHost recorded on the machine running the tests (once per session)."""
-    return Evidence(copy.deepcopy(_live_data()))
+    """The development machine as LiveHost recorded it (no GPU, no driver, a KVM guest with a Docker marker).
+
+    Recorded once, not live: the tests must judge the same evidence on a GPU server as here."""
+    return fixture(NO_GPU_MACHINE)
 
 
 def judge(evidence: Evidence, check_id: str) -> Result:
@@ -111,3 +109,14 @@ def nvml_device(evidence: Evidence, index: int = 0, **fields) -> dict:
 
 def env(evidence: Evidence, **variables) -> None:
     evidence.data["env"].update(variables)
+
+
+def gpu_on_bus(evidence: Evidence, bdf: str = "0000:00:06.0", device: str = "0x2335") -> Evidence:
+    """Put an NVIDIA GPU on the recorded PCI bus (vendor, display class, device id), as sysfs shows one with no driver.
+    The default is the H200 capture's: 10de:2335 at 0000:00:06.0."""
+    entries = evidence.data["listdirs"].get("/sys/bus/pci/devices") or []
+    evidence.data["listdirs"]["/sys/bus/pci/devices"] = sorted(set(entries) | {bdf})
+    file(evidence, f"/sys/bus/pci/devices/{bdf}/vendor", "0x10de\n")
+    file(evidence, f"/sys/bus/pci/devices/{bdf}/class", "0x030200\n")
+    file(evidence, f"/sys/bus/pci/devices/{bdf}/device", f"{device}\n")
+    return evidence

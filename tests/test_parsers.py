@@ -71,8 +71,15 @@ def test_kernel_log_incident_lines():
         "[ 9.2] NVRM: Xid (PCI:0000:08:00): 31, Ch 0000003b, intr 10000000. MMU Fault: ENGINE GRAPHICS HUBCLIENT_SCC faulted\n"
         "[ 9.3] NVRM: The NVIDIA GPU 0000:b3:00.0 (PCI ID: 10de:26b5) installed in this system has fallen off the bus and is not responding to commands.\n"
         "[ 9.4] NVRM: API mismatch: the client has the version 570.133.07, but this kernel module has the version 570.124.06\n")
-    assert [(x["xid"], x["pci"]) for x in log["xids"]] == [(63, "0000:10:1c"), (31, "0000:08:00"), (79, "0000:b3:00.0")]
+    assert [(x["xid"], x["pci"]) for x in log["xids"]] == [(63, "0000:10:1c.0"), (31, "0000:08:00.0"), (79, "0000:b3:00.0")]
     assert "api_mismatch" in log["flags"]
+
+
+def test_a_gpu_off_the_bus_counts_once():
+    # newer drivers log Xid 79 and a plain "fallen off the bus" line for the same event (NVIDIA/open-gpu-kernel-modules#1010)
+    log = parsers.parse_kernel_log("[ 1.0] NVRM: Xid (PCI:0000:01:00): 79, pid=6755, name=vivaldi-bin, GPU has fallen off the bus.\n"
+                                   "[ 1.0] NVRM: GPU 0000:01:00.0: GPU has fallen off the bus.\n")
+    assert [(x["xid"], x["pci"]) for x in log["xids"]] == [(79, "0000:01:00.0")]
 
 
 def test_smi_xml_of_three_real_machines():

@@ -41,17 +41,26 @@ def loaded_libraries():
     return sorted(p for p in paths if any(h in os.path.basename(p).lower() for h in LIB_HINTS))
 
 
+def _cuda_requirements(dist):
+    """The nvidia-* and numpy requirements a framework declares: what provides each CUDA library it loads."""
+    return [r for r in (dist.requires or []) if r.lower().startswith(("nvidia-", "numpy", "jaxlib", "jax-cuda"))]
+
+
 def probe_env():
     import platform
     import site
+    import sysconfig
     from importlib import metadata, util
 
     dists = []
     for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name in INTERESTING or name.startswith(("nvidia-", "cupy", "jax-cuda")):
-            dists.append({"name": name, "version": dist.version, "location": str(dist.locate_file("")),
-                          "installer": (dist.read_text("INSTALLER") or "").strip() or None})
+        if name in INTERESTING or name.startswith(("nvidia-", "cupy", "jax-cuda")) or name in ("numpy", "onnxruntime", "onnxruntime-gpu"):
+            entry = {"name": name, "version": dist.version, "location": str(dist.locate_file("")),
+                     "installer": (dist.read_text("INSTALLER") or "").strip() or None}
+            if name in INTERESTING or name.startswith(("cupy", "jax-cuda")):
+                entry["requires"] = _cuda_requirements(dist)
+            dists.append(entry)
     modules = {}
     for module in ("torch", "tensorflow", "jax", "cupy"):
         try:
@@ -66,6 +75,8 @@ def probe_env():
             "base_prefix": getattr(sys, "base_prefix", sys.prefix), "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
             "conda": os.path.isdir(os.path.join(sys.prefix, "conda-meta")), "user_site": user_site,
             "user_site_enabled": bool(site.ENABLE_USER_SITE), "path": sys.path,
+            "externally_managed": os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")),
+            "pip": util.find_spec("pip") is not None,
         },
         "distributions": sorted(dists, key=lambda d: (d["name"], d["location"])),
         "modules": modules,
@@ -146,6 +157,22 @@ def probe_cupy():
 PROBES = {"env": probe_env, "torch": probe_torch, "jax": probe_jax, "tensorflow": probe_tensorflow, "cupy": probe_cupy}
 
 
+TOP_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "cupy": "cupy"}
+
+
+def failure(exc, what):
+    """An exception that stopped the probe, as facts: `absent` when the framework itself is not installed,
+    else the import error with the traceback's telling lines (the last frames and the message)."""
+    import traceback
+
+    top = TOP_MODULE.get(what)
+    message = "%s: %s" % (type(exc).__name__, exc)
+    if isinstance(exc, ModuleNotFoundError) and top and (exc.name or "").split(".")[0] == top:
+        return {"absent": True, "failed": message}
+    lines = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).strip().splitlines()
+    return {"failed": message[:2000], "exception": type(exc).__name__, "traceback_tail": lines[-12:]}
+
+
 def main():
     answer_fd = os.dup(1)
     os.dup2(2, 1)  # from here on, anything printed to stdout (Python or C) lands on stderr
@@ -159,7 +186,7 @@ def main():
         else:
             facts = PROBES[what]()
     except BaseException as exc:  # ImportError, a framework's own SystemExit: report, never traceback
-        facts = {"failed": "%s: %s" % (type(exc).__name__, exc)}
+        facts = failure(exc, sys.argv[2] if what == "smoke" and len(sys.argv) > 2 else what)
     os.write(answer_fd, (MARK + json.dumps(facts, default=str) + "\n").encode())
 
 
