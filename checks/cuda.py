@@ -31,8 +31,19 @@ def collect_cuda_toolkits(host) -> dict:
         "cuda_home": {name: host.environ.get(name) for name in ("CUDA_HOME", "CUDA_PATH") if host.environ.get(name)},
         "cuda_home_exists": {name: host.stat(path) is not None for name, path in
                              ((n, host.environ.get(n)) for n in ("CUDA_HOME", "CUDA_PATH")) if path},
+        "cuda_home_version": {name: _toolkit_version(host, path) for name, path in
+                              ((n, host.environ.get(n)) for n in ("CUDA_HOME", "CUDA_PATH")) if path},
         "gcc": gcc.stdout.strip() if gcc.ok else None,
     }
+
+
+def _toolkit_version(host, root: str) -> str | None:
+    """A toolkit's release from its own version.json (CUDA 11.1+) or version.txt, without running its nvcc."""
+    found = host.read(f"{root.rstrip('/')}/version.json")
+    match = re.search(r'"cuda"\s*:\s*\{[^}]*"version"\s*:\s*"(\d+\.\d+)', found.text or "")
+    if not match:
+        match = re.search(r"CUDA Version (\d+\.\d+)", host.read(f"{root.rstrip('/')}/version.txt").text or "")
+    return match.group(1) if match else None
 
 
 def _nvcc_release(text: str) -> str | None:
@@ -98,6 +109,9 @@ def toolkits(cuda_toolkits, conda):
         lines.append(f"nvcc on PATH: {nvcc} (release {cuda_toolkits['nvcc_version']})")
     head = (f"nvcc {cuda_toolkits['nvcc_version']} at {nvcc}" if nvcc else
             f"CUDA {', '.join(found)} under /usr/local, no nvcc on PATH" if found else in_conda[0])
+    if len(found) > 1:
+        head = f"{len(found)} CUDA toolkits, {' and '.join(found)}; " + (f"nvcc on PATH is {cuda_toolkits['nvcc_version']} ({nvcc})"
+                                                                       if nvcc else "no nvcc on PATH")
     return ok(head, lines)
 
 
@@ -111,10 +125,14 @@ def cuda_home(cuda_toolkits):
         if not cuda_toolkits["cuda_home_exists"].get(name):
             return fail(f"{name}={path} does not exist", fix=f"unset {name}   # or point it at an installed toolkit, e.g. /usr/local/cuda-{(cuda_toolkits['installed'] or ['13.0'])[-1]}")
     nvcc = cuda_toolkits["nvcc_path"] or ""
-    strays = {name: path for name, path in homes.items() if nvcc and not nvcc.startswith(path.rstrip("/") + "/")}
+    versions = cuda_toolkits.get("cuda_home_version") or {}
+    release = cuda_toolkits.get("nvcc_version")
+    strays = {name: path for name, path in homes.items() if nvcc and not nvcc.startswith(path.rstrip("/") + "/")
+              and not (versions.get(name) and versions.get(name) == release)}
     if strays:
         name, path = next(iter(strays.items()))
-        return warn(f"{name}={path} but the nvcc on PATH is {nvcc}: extension builds mix two toolkits",
+        home = f"{name}={path} (CUDA {versions[name]})" if versions.get(name) else f"{name}={path}"
+        return warn(f"{home} but the nvcc on PATH is {nvcc} (CUDA {release}): extension builds mix two toolkits",
                     fix=f"export PATH={path.rstrip('/')}/bin:$PATH   # or set {name} to the toolkit of {nvcc}")
     return ok(f"{', '.join(f'{k}={v}' for k, v in homes.items())} holds the nvcc on PATH")
 
@@ -182,3 +200,25 @@ def forward_compat(cuda_libraries, nvml, nvidia_smi, driver):
         return fail(f"cuda-compat's libcuda {compat_version} ({where}) is older than the driver {module}: CUDA fails with 803",
                     fix=undo + "   # the driver itself is newer: the compat package is not needed")
     return ok(f"cuda-compat is in use from {where} on data-center GPUs")
+
+
+@check("cuda.ptx_compiler", "The run-time PTX compiler is no newer than the driver", needs=("python_envs",), uses=("nvml", "nvidia_smi"))
+def ptx_compiler(python_envs, nvml, nvidia_smi):
+    """JAX and XLA compile PTX with the ptxas of the nvidia-cuda-nvcc wheel: PTX from a newer CUDA than the driver's
+    fails to load ('CUDA_ERROR_UNSUPPORTED_PTX_VERSION', 'the provided PTX was compiled with an unsupported toolchain')."""
+    driver_cuda = _driver_cuda(nvml, nvidia_smi)
+    if not driver_cuda:
+        raise Skip("no driver reports a CUDA version (see driver.loaded)")
+    wheels = [(i, d) for i in interpreters(python_envs) for d in i["env"]["distributions"] if d["name"].startswith("nvidia-cuda-nvcc")]
+    if not wheels:
+        return skip("no nvidia-cuda-nvcc wheel: no run-time PTX compiler is installed in the judged environments")
+    for interpreter, dist in wheels:
+        release = ".".join(str(n) for n in compat.version_key(dist["version"])[:2])
+        if compat.version_key(release) > compat.version_key(driver_cuda):
+            return warn(f"{dist['name']} {dist['version']} in {interpreter['path']} compiles PTX for CUDA {release}, newer than this "
+                        f"driver's CUDA {driver_cuda}: kernels JAX or XLA compile at run time fail to load "
+                        "('CUDA_ERROR_UNSUPPORTED_PTX_VERSION')",
+                        fix=f"{interpreter['path']} -m pip install '{dist['name']}=={driver_cuda}.*'   # ptxas of the driver's CUDA\n"
+                            f"# or upgrade the driver to one for CUDA {release} (see driver.loaded)")
+    return ok(f"the run-time PTX compiler ({', '.join(sorted({d['name'] + ' ' + d['version'] for _, d in wheels}))}) "
+              f"is no newer than the driver's CUDA {driver_cuda}")

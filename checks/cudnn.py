@@ -45,7 +45,16 @@ def collect_cuda_libraries(host) -> dict:
               for folder, names in on_path.items() for name in names if name.startswith("libcudnn.so.")]
     compat_versions = [_version_of(host, f"{folder}/libcuda.so.1") for folder in on_path if "compat" in folder]
     return {"cache": cache, "cache_error": ldconfig.error, "ld_library_path": on_path, "ld_library_path_dirs": dirs,
-            "unlisted": unlisted, "cudnn": cudnn, "compat_versions": compat_versions}
+            "unlisted": unlisted, "cudnn": cudnn, "compat_versions": compat_versions,
+            "resolved": {folder: _real(host, folder) for folder in on_path}}
+
+
+def _real(host, path: str) -> str:
+    """Where a folder on LD_LIBRARY_PATH really is (/usr/local/cuda/lib64 is a link into a versioned toolkit)."""
+    try:
+        return host.realpath(path)
+    except NotRecorded:
+        return path
 
 
 def _pip_cudnn(python_envs: dict | None) -> list[str]:
@@ -69,6 +78,14 @@ def inventory(cuda_libraries, python_envs, conda):
     return ok(f"{len(lines)} cuDNN cop{'y' if len(lines) == 1 else 'ies'}", lines)
 
 
+def _entry(folder: str, cuda_libraries: dict) -> str:
+    """The LD_LIBRARY_PATH entry a loaded library came from, through the links that entry resolves."""
+    for entry, real in (cuda_libraries.get("resolved") or {}).items():
+        if folder in (entry, real):
+            return entry
+    return folder
+
+
 def _compatible(compiled: list, runtime: list) -> bool:
     """PyTorch's own rule for cuDNN 9: same major, runtime minor at least the compiled one."""
     return runtime[0] == compiled[0] and tuple(runtime[:2]) >= tuple(compiled[:2])
@@ -86,10 +103,11 @@ def torch_cudnn(python_envs, cuda_libraries):
         error = (facts.get("cudnn_version") or {}).get("error", "")
         if (runtime and not _compatible(compiled, runtime)) or "incompatib" in error:
             where = loaded[0] if loaded else "a library outside the wheel"
-            folder = where.rsplit("/", 1)[0]
+            folder = _entry(where.rsplit("/", 1)[0], cuda_libraries or {})
             dirs = (cuda_libraries or {}).get("ld_library_path_dirs") or []
             rest = ":".join(d for d in dirs if d != folder)
-            fix = (f"export LD_LIBRARY_PATH={rest}   # drop {folder}, which holds the foreign cuDNN" if folder in dirs else
+            fix = ((f"export LD_LIBRARY_PATH={rest}" if rest else "unset LD_LIBRARY_PATH") +
+                   f"   # drop {folder}, which holds the foreign cuDNN" if folder in dirs else
                    f"{interpreter['path']} -m pip install --force-reinstall 'nvidia-cudnn-cu{value(facts, 'version_cuda').split('.')[0]}"
                    f"=={compiled[0]}.{compiled[1]}.*'   # the cuDNN this torch was built with")
             shown = ".".join(str(n) for n in runtime) if runtime else "another version"

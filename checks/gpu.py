@@ -428,6 +428,6 @@ def p2p(p2p, driver, nvml, nvidia_smi, os):
         return ok("GeForce GPUs do not do peer-to-peer; NCCL goes through host memory instead", broken)
     return warn(f"peer-to-peer reads fail between {len(broken)} GPU pair(s): NCCL all-reduce can hang or crawl",
                 fix="cat /proc/cmdline   # intel_iommu=on or amd_iommu=on without iommu=pt routes P2P through the IOMMU\n"
+                    "# until it is fixed, NCCL works (slower) with: export NCCL_P2P_DISABLE=1\n"
                     "# add iommu=pt to GRUB_CMDLINE_LINUX in /etc/default/grub, or turn off PCIe ACS in the BIOS, then:\n"
-                    f"{fixes.update_grub(os)}\nsudo reboot\n"
-                    "export NCCL_P2P_DISABLE=1   # a slower workaround until then", details=broken)
+                    f"{fixes.update_grub(os)}\nsudo reboot", details=broken)

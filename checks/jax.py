@@ -29,8 +29,8 @@ def plugin_for(driver_cuda: str | None, capabilities: list) -> str | None:
 
 def jax_fix(python: str, driver_cuda: str | None, capabilities: list) -> str:
     if driver_cuda is None:
-        return "\n".join(["# no NVIDIA driver is loaded here; choose the plugin for the driver you will install:"] +
-                         [f'{python} -m pip install -U "jax[{name}]"   # driver >= {p["min_driver"]}, GPUs sm_{p["min_cc"].replace(".", "")}+'
+        return "\n".join(["# no NVIDIA driver is loaded here; pick the line for the driver you will install:"] +
+                         [f'# driver >= {p["min_driver"]}, GPUs sm_{p["min_cc"].replace(".", "")}+: {python} -m pip install -U "jax[{name}]"'
                           for name, p in kb.load("jax")["plugins"].items()])
     plugin = plugin_for(driver_cuda, capabilities)
     if not plugin:

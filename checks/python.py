@@ -7,9 +7,14 @@ They run concurrently, each under the run's timeout.
 
 from __future__ import annotations
 
+import re
 import threading
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
 from gpudoctor.parsers import parse_pip_check
+from gpudoctor import fixes
 from gpudoctor.frameworks import choose_interpreters, interpreters
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
@@ -112,17 +117,103 @@ def duplicates(python_envs):
     return ok("each framework and CUDA library is installed once")
 
 
-@check("python.pip_check", "Installed packages have compatible requirements", needs=("python_envs",))
-def pip_check(python_envs):
-    """`pip check`: a package whose requirements are broken fails at import or, worse, at run time."""
+@check("python.pip_check", "Installed packages have compatible requirements", needs=("python_envs",), uses=("os",))
+def pip_check(python_envs, os):
+    """`pip check`: a package whose requirements are broken fails at import or, worse, at run time.
+
+    On a distribution's own Python (PEP 668: externally managed) pip refuses to install: the fix is the
+    distribution's package, or a virtual environment.
+    """
     for i in interpreters(python_envs):
         result = i.get("pip_check") or {}
         if result.get("error") or result.get("rc") not in (0, 1):
             raise Skip(f"`pip check` did not run in {i['path']} ({result.get('error') or result.get('stderr', '').strip()[:120]})")
         if result["rc"] == 1:
             lines = [line for line in result["stdout"].splitlines() if line.strip()]
-            specs = " ".join(f"'{spec}'" for spec in parse_pip_check(result["stdout"]))
-            fix = (f"{i['path']} -m pip install {specs}   # what the broken packages ask for; check it does not downgrade a framework"
-                   if specs else f"# reinstall the packages named above into {i['path']}, or recreate the environment")
+            specs = parse_pip_check(result["stdout"])
+            python = i["env"]["python"]
+            if python.get("externally_managed") and not python.get("venv") and fixes.family(os) == "apt":
+                names = " ".join(f"python3-{re.split(r'[<>=!~ ;]', spec)[0].lower().replace('_', '-')}" for spec in specs)
+                fix = (f"{fixes.install(os, names)}   # this is the distribution's Python (PEP 668): its packages come from apt\n"
+                       f"# or give the project a virtual environment: python3 -m venv ~/venv, then ~/venv/bin/pip install there"
+                       if names else "# this is the distribution's Python (PEP 668): install the packages named above with apt, or use a venv")
+            elif specs:
+                quoted = " ".join(f"'{spec}'" for spec in specs)
+                fix = f"{i['path']} -m pip install {quoted}   # what the broken packages ask for; check it does not downgrade a framework"
+            else:
+                fix = f"# reinstall the packages named above into {i['path']}, or recreate the environment"
             return warn(f"`pip check` finds {len(lines)} broken requirement(s) in {i['path']}", details=lines, fix=fix)
     return ok("`pip check` finds no broken requirements")
+
+
+def _cuda_major(dist: dict) -> str | None:
+    """The CUDA major a framework's build uses: torch's local version (+cu130), a plugin's or CuPy's name, its nvidia-* wheels."""
+    name, version = dist["name"], dist.get("version") or ""
+    local = re.search(r"\+cu(\d+?)\d$", version)
+    if name == "torch" and local:
+        return local.group(1)
+    named = re.fullmatch(r"(?:jax-cuda|cupy-cuda)(\d+)(?:x|-plugin|-pjrt)?", name)
+    if named:
+        return named.group(1)
+    for text in dist.get("requires") or []:
+        found = re.match(r"nvidia-[a-z-]+?-cu(\d+)\b", text)
+        if found and (name != "tensorflow" or "and-cuda" in text or "extra" not in text):
+            return found.group(1)
+    return None
+
+
+def _cudnn_needs(dist: dict) -> tuple[str, str] | None:
+    """(wheel, specifier) of the cuDNN a framework requires."""
+    for text in dist.get("requires") or []:
+        found = re.match(r"(nvidia-cudnn(?:-cu\d+)?)\s*([<>=!~][^;]*)", text)
+        if found:
+            return found.group(1), found.group(2).strip()
+    return None
+
+
+FRAMEWORK_DISTS = ("torch", "tensorflow", "jax-cuda12-plugin", "jax-cuda13-plugin", "cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x")
+
+
+@check("python.framework_cuda", "Frameworks in one environment agree on CUDA and cuDNN", needs=("python_envs",))
+def framework_cuda(python_envs):
+    """Two frameworks in one interpreter load one copy of each CUDA library: when one needs CUDA 12 and the other 13,
+    or one cuDNN 8 and the other 9, whichever loads first breaks the other (issue 12, jax-ml/jax#19004)."""
+    for i in interpreters(python_envs):
+        dists = {d["name"]: d for d in i["env"]["distributions"]}
+        present = [dists[n] for n in FRAMEWORK_DISTS if n in dists]
+        majors = {d["name"]: m for d in present if (m := _cuda_major(d))}
+        if len(set(majors.values())) > 1:
+            shown = ", ".join(f"{n} {dists[n]['version']} (CUDA {m})" for n, m in sorted(majors.items()))
+            return fail(f"{i['path']} mixes CUDA majors: {shown}; in one process one framework loads the other's libraries",
+                        fix=_align_fix(i["path"], majors, dists), details=[shown])
+        needs = {d["name"]: c for d in present if (c := _cudnn_needs(d))}
+        for wheel, installed in ((w, dists.get(w)) for w in {c[0] for c in needs.values()}):
+            unmet = [n for n, (w, spec) in needs.items() if w == wheel and installed and not _meets(installed["version"], spec)]
+            if unmet:
+                wants = "; ".join(f"{n} {dists[n]['version']} needs {w}{s}" for n, (w, s) in sorted(needs.items()) if w == wheel)
+                return fail(f"{i['path']}: {wants}, and {wheel} {installed['version']} is installed: {', '.join(unmet)} loads a cuDNN "
+                            "it was not built for", details=[wants],
+                            fix=f"python3 -m venv ~/venv-{unmet[0]}   # one cuDNN per process: give {unmet[0]} its own environment\n"
+                                f"~/venv-{unmet[0]}/bin/python -m pip install '{unmet[0]}=={dists[unmet[0]]['version'].split('+')[0]}'")
+    return ok("the frameworks in each judged environment agree on their CUDA and cuDNN libraries")
+
+
+def _meets(version: str, spec: str) -> bool:
+    try:
+        return SpecifierSet(spec).contains(Version(version), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return True
+
+
+def _align_fix(python: str, majors: dict, dists: dict) -> str:
+    """Move JAX or CuPy to torch's (or TensorFlow's) CUDA major; else two environments."""
+    anchor = next((n for n in ("torch", "tensorflow") if n in majors), None)
+    movers = [n for n in majors if n != anchor and majors[n] != majors.get(anchor)]
+    if anchor and all(n.startswith(("jax-cuda", "cupy-cuda")) for n in movers):
+        major = majors[anchor]
+        lines = [f"{python} -m pip uninstall -y {' '.join(sorted(movers))}   # the CUDA {majors[movers[0]]} builds"]
+        extras = [f'"jax[cuda{major}]"' if n.startswith("jax-cuda") else f"cupy-cuda{major}x" for n in sorted(movers)]
+        return "\n".join(lines + [f"{python} -m pip install -U {' '.join(dict.fromkeys(extras))}   # CUDA {major}, as {anchor}"])
+    other = movers[0] if movers else sorted(majors)[-1]
+    return (f"python3 -m venv ~/venv-{other}   # one CUDA major per process: give {other} its own environment\n"
+            f"~/venv-{other}/bin/python -m pip install '{other}=={dists[other]['version'].split('+')[0]}'")

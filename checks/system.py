@@ -275,7 +275,8 @@ def shm(storage, container):
         return skip("the size of /dev/shm was not recorded")
     size = usage["total"] / GIB
     if size < 1:
-        fix = ("docker run --ipc=host ...   # or --shm-size=16g" if kind in ("Docker", "Podman")
+        fix = ("# start the container with the host's IPC namespace or a larger /dev/shm: docker run --ipc=host IMAGE (or --shm-size=16g)"
+               if kind in ("Docker", "Podman")
                else "# in the pod spec, mount an emptyDir {medium: Memory, sizeLimit: 16Gi} at /dev/shm" if kind == "Kubernetes"
                else "sudo mount -o remount,size=50% /dev/shm")
         return warn(f"/dev/shm is only {usage['total'] / (1 << 20):.0f} MiB: DataLoader workers die with 'Bus error' and NCCL "

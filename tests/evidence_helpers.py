@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import subprocess
 from pathlib import Path
 
 from gpudoctor.evidence import Evidence, command_key
@@ -66,11 +67,49 @@ def judge(evidence: Evidence, check_id: str) -> Result:
     return next(r for r in results if r.id == check_id)
 
 
-def assert_pasteable(result: Result) -> None:
-    """Every fix line is a command (lower-case or an absolute path, as shell commands are) or a `#` comment, so a
-    user can paste the whole block into a shell."""
-    for line in result.fix.splitlines():
-        assert re.match(r"^(#|[a-z]|/)", line), f"{result.id}: fix line is prose, not a command or comment: {line!r}"
+PLACEHOLDER = re.compile(r"\.\.\.|<[A-Za-z][A-Za-z0-9 _-]*>|\bIMAGE\b|\bPID\b")
+FOREIGN = {"apt": re.compile(r"\b(dnf|yum|zypper)\b"), "dnf": re.compile(r"\b(apt-get|apt|dpkg|zypper)\b"),
+           "zypper": re.compile(r"\b(apt-get|apt|dpkg|dnf|yum)\b")}
+
+
+def _live(line: str) -> str:
+    """The command part of a fix line: nothing for a comment, the text before an inline comment otherwise."""
+    return "" if line.lstrip().startswith("#") else line.split("   #")[0]
+
+
+def pasteable_problems(fix: str, family: str | None = None) -> list[str]:
+    """Why a fix block could not be pasted into a shell and run top to bottom (README's promise).
+
+    Every line is a command or a `#` comment; it parses (`bash -n`); no placeholder (`...`, `<name>`) outside
+    comments; a reboot only as the last command; at most one live `pip install` (alternatives are comments);
+    no package manager of another distribution family.
+    """
+    problems = []
+    lines = fix.splitlines()
+    for line in lines:
+        if not re.match(r"^(#|[a-z]|/|\$)", line):
+            problems.append(f"prose, not a command or comment: {line!r}")
+        if PLACEHOLDER.search(_live(line)):
+            problems.append(f"placeholder in a command: {line!r}")
+        if family in FOREIGN and FOREIGN[family].search(_live(line)):
+            problems.append(f"another distribution's package manager: {line!r}")
+    live = [_live(line) for line in lines if _live(line).strip()]
+    if any("reboot" in cmd for cmd in live[:-1]):
+        problems.append("a reboot before the last command")
+    targets = [cmd.split(" -m pip install")[0].split()[-1] if " -m pip install" in cmd else "pip" for cmd in live if "pip install" in cmd]
+    if len(targets) != len(set(targets)):
+        problems.append("two live `pip install` lines into one environment: alternatives must be comments")
+    if fix.strip():
+        parsed = subprocess.run(["bash", "-n"], input=fix, capture_output=True, text=True)
+        if parsed.returncode:
+            problems.append(f"bash -n: {parsed.stderr.strip()}")
+    return problems
+
+
+def assert_pasteable(result: Result, family: str | None = None) -> None:
+    """A fix block that a user can paste into a shell as it is."""
+    problems = pasteable_problems(result.fix, family)
+    assert not problems, f"{result.id}: {problems}\n{result.fix}"
 
 
 def judge_all(evidence: Evidence) -> dict[str, Result]:

@@ -242,7 +242,7 @@ def test_real_cpu_builds_of_all_three_frameworks_are_named():
                       "/tmp/tfvenv/bin/python -m pip install 'tensorflow[and-cuda]==2.21.0'")
     jax = judge(ev, "jax.install")
     assert jax.status.value == "fail" and "jax 0.10.2" in jax.summary and "no CUDA plugin" in jax.summary
-    assert '/tmp/jaxvenv/bin/python -m pip install -U "jax[cuda13]"   # driver >= 580' in jax.fix
+    assert '# driver >= 580, GPUs sm_75+: /tmp/jaxvenv/bin/python -m pip install -U "jax[cuda13]"' in jax.fix
     assert "2.13.0+cpu" in judge(ev, "torch.build").summary
     assert judge(ev, "python.interpreter").summary == "3 interpreters judged"
     assert judge(ev, "python.pip_check").status.value == "pass"
