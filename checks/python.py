@@ -126,6 +126,8 @@ def pip_check(python_envs, os):
     """
     for i in interpreters(python_envs):
         result = i.get("pip_check") or {}
+        if i["env"]["python"].get("pip") is False or "No module named pip" in result.get("stderr", ""):
+            raise Skip(f"pip is not installed in {i['path']}, so `pip check` cannot run")
         if result.get("error") or result.get("rc") not in (0, 1):
             raise Skip(f"`pip check` did not run in {i['path']} ({result.get('error') or result.get('stderr', '').strip()[:120]})")
         if result["rc"] == 1:

@@ -25,6 +25,38 @@ class UsageProblem(click.UsageError):
     """A usage error that gpudoctor reports in one line."""
 
 
+class PythonType(click.ParamType):
+    """An interpreter to judge: its path, an environment's folder (a venv or conda prefix: its bin/python),
+    or a command on PATH. Anything else is a usage error, in one line."""
+
+    name = "PYTHON"
+
+    def convert(self, value, param, ctx):
+        import re
+        import shutil
+
+        path = value
+        if os.path.isdir(value):
+            path = next((os.path.join(value, "bin", n) for n in ("python", "python3") if os.path.isfile(os.path.join(value, "bin", n))), "")
+            if not path:
+                self.fail(f"{value} is a folder without bin/python: not a virtual or conda environment", param, ctx)
+        elif os.sep not in value and not os.path.exists(value):
+            path = shutil.which(value) or ""
+            if not path:
+                self.fail(f"no command {value!r} on PATH", param, ctx)
+        if not os.path.exists(path):
+            self.fail(f"{value} does not exist", param, ctx)
+        if not os.path.isfile(path) or not os.access(path, os.X_OK):
+            self.fail(f"{value} is not an executable file", param, ctx)
+        names = (os.path.basename(path), os.path.basename(os.path.realpath(path)))
+        if not any(re.match(r"(python|pypy)", n) for n in names):
+            self.fail(f"{value} is not a Python interpreter (give an env's bin/python, its folder, or a python command)", param, ctx)
+        return os.path.abspath(path) if os.sep in value or os.path.isdir(value) else path
+
+
+PYTHON = PythonType()
+
+
 def _names(values: tuple[str, ...]) -> frozenset[str]:
     return frozenset(n.strip() for v in values for n in v.split(",") if n.strip())
 
@@ -49,8 +81,8 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write the result here.")
 @click.option("--no-smoke", is_flag=True, help="Skip the on-GPU training smoke test.")
-@click.option("--python", "pythons", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Judge this interpreter (repeatable); default: the active venv or conda env, else python3 on PATH.")
+@click.option("--python", "pythons", multiple=True, type=PYTHON,
+              help="Judge this interpreter (repeatable): its path, its env folder, or a command; default: the active venv or conda env, else python3 on PATH.")
 @click.option("--from", "source", metavar="REPORT", help="Re-judge a report (archive or report.json) instead of this machine.")
 def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, pythons, source) -> None:
     """Check this machine and print the verdict with a fix under every problem."""
@@ -74,6 +106,8 @@ def _selected(only, skip_, no_smoke):
     unknown = unknown_names(plugins, (selection.only | selection.skip) - {"smoke"})
     if unknown:
         raise UsageProblem(f"unknown check id or area: {', '.join(unknown)} (see `gpudoctor list`)")
+    if not any(selection.wants(chk) for plugin in plugins for chk in plugin.checks):
+        raise UsageProblem("--only and --skip leave no check to run")
     return plugins, selection
 
 
@@ -177,8 +211,8 @@ def _emit(run, code: int, fmt: str, verbose: bool, stream, source: dict | None =
               help="Every visible GPU, or the CPU (the same code path, for machines without a GPU).")
 @click.option("--framework", "frameworks", multiple=True, type=click.Choice(["torch", "jax", "tensorflow"]),
               help="Only this framework (repeatable; default: each that is installed).")
-@click.option("--python", "pythons", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Run it in this interpreter (repeatable); default as for check.")
+@click.option("--python", "pythons", multiple=True, type=PYTHON,
+              help="Run it in this interpreter (repeatable): its path, its env folder, or a command; default as for check.")
 @click.option("--steps", type=click.IntRange(5, 1000), default=30, show_default=True, help="Mixed-precision training steps.")
 @click.option("--timeout", type=click.FloatRange(min=1, max=110), default=110.0, show_default=True, metavar="S",
               help="Seconds the whole smoke test may take in each interpreter.")
@@ -192,7 +226,16 @@ def smoke(device, frameworks, pythons, steps, timeout, fmt, verbose) -> None:
     options = {"device": device, "steps": steps, "frameworks": list(frameworks), "timeout": timeout}
     run = _live_run(plugins, Selection(only=frozenset({"smoke"})), timeout + 10, pythons, smoke=options)[0]
     code = run.exit_code()
+    trained = [r for r in run.results if r.id in ("smoke.torch", "smoke.jax", "smoke.tensorflow") and r.status.value != "skip"]
+    if not trained:  # nothing tested is not a pass
+        code = 1
     _emit(run, code, fmt, verbose, sys.stdout)
+    if not trained:
+        skipped = next((r.summary for r in run.results if r.id == "smoke.torch"), "")
+        hint = ("no GPU is visible here: gpudoctor smoke --device cpu runs the same test on the CPU"
+                if device == "cuda" and "GPU" in skipped else
+                "no framework to train with: point --python at your training environment (its bin/python or its folder)")
+        click.echo(f"gpudoctor: nothing was trained ({skipped}); {hint}", err=True)
     sys.exit(code)
 
 
@@ -203,8 +246,8 @@ def smoke(device, frameworks, pythons, steps, timeout, fmt, verbose) -> None:
 @click.option("--no-smoke", is_flag=True, help="Skip the on-GPU training smoke test.")
 @click.option("--timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True, metavar="S",
               help="Seconds each collector and command may take.")
-@click.option("--python", "pythons", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Judge this interpreter too (repeatable).")
+@click.option("--python", "pythons", multiple=True, type=PYTHON,
+              help="Judge this interpreter, and record its packages and probes (repeatable); default as for check.")
 def report(output, anonymize, no_smoke, timeout, pythons) -> None:
     """Write one archive for support: verdict, facts, raw evidence and context, secrets removed."""
     import socket

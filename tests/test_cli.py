@@ -172,3 +172,24 @@ def test_strict_turns_warnings_into_exit_1():
 
     run = Run([Result("gpu.mig", "MIG", Status.WARN, "on", fix="off")], {}, "now", 0.1, "host")
     assert (run.exit_code(), run.exit_code(strict=True)) == (0, 1)
+
+
+def test_python_takes_an_environment_folder_or_a_command(tmp_path):
+    env = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    by_folder = json.loads(gpudoctor_cmd("check", "--python", str(env), "--only", "python.interpreter", "--format", "json").stdout)
+    assert by_folder["facts"]["python_envs"]["interpreters"][0]["path"] == str(env / "bin" / "python")
+    by_name = json.loads(gpudoctor_cmd("check", "--python", "python3", "--only", "python.interpreter", "--format", "json").stdout)
+    assert by_name["results"][0]["status"] == "pass"
+
+
+@pytest.mark.parametrize("value, words", [("/bin/ls", "is not a Python interpreter"), ("{tmp}", "a folder without bin/python"),
+                                          ("no-such-python-here", "no command 'no-such-python-here' on PATH")])
+def test_something_that_is_not_a_python_is_a_usage_error(value, words, tmp_path):
+    proc = gpudoctor_cmd("check", "--python", value.format(tmp=tmp_path))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr
+
+
+def test_a_selection_that_leaves_nothing_is_a_usage_error():
+    proc = gpudoctor_cmd("check", "--only", "gpu.xid", "--skip", "gpu")
+    assert proc.returncode == 2 and "leave no check to run" in proc.stderr

@@ -285,3 +285,11 @@ def test_p2p_skipped_on_one_gpu():
     ev = h200()
     command(ev, "nvidia-smi topo -p2p r", stdout=" \tGPU0\t\n GPU0\tX\t\n")
     assert judge(ev, "gpu.p2p").summary == "one GPU: no peer-to-peer traffic"
+
+
+def test_an_empty_cuda_visible_devices_warns_without_a_driver():
+    # a doctor names every problem it can see: the variable will still hide the GPUs once a driver is in
+    ev = this_machine()
+    env(ev, CUDA_VISIBLE_DEVICES="")
+    result = judge(ev, "gpu.visible_devices")
+    assert result.status.value == "warn" and "hides every GPU" in result.summary and result.fix.startswith("unset CUDA_VISIBLE_DEVICES")

@@ -143,11 +143,41 @@ def test_a_nan_loss_fails():
     assert result.status == Status.FAIL and "NaN or infinite" in result.summary
 
 
-def test_a_loss_that_does_not_fall_fails():
+def test_a_loss_that_does_not_fall_fails_without_blaming_the_hardware():
     flat = gpu_answer()
     flat["devices"][0]["mixed"]["value"] = [2.31] * 30
     result = judge(h200_with(flat), "smoke.torch")
     assert result.status == Status.FAIL and "loss did not fall (2.310 → 2.310 in 30 steps)" in result.summary
+    assert "RMA" not in result.fix and "drain" not in result.fix and "float32 matched the CPU" in result.fix
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed in this interpreter")
+@pytest.mark.parametrize("steps", [5, 8, 10])
+def test_healthy_hardware_passes_at_every_short_step_count(steps):
+    proc = gpudoctor_cmd("smoke", "--python", sys.executable, "--device", "cpu", "--steps", str(steps), "--format", "json", timeout=200)
+    assert proc.returncode == 0, proc.stdout
+    assert {r["id"]: r["status"] for r in json.loads(proc.stdout)["results"]}["smoke.torch"] == "pass"
+
+
+def test_a_smoke_test_that_trained_nothing_is_not_a_pass(tmp_path):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    nothing = gpudoctor_cmd("smoke", "--device", "cpu", "--python", str(tmp_path / "bare"))
+    assert nothing.returncode == 1 and "nothing was trained" in nothing.stderr and "point --python at your training" in nothing.stderr
+
+
+def test_a_smoke_test_without_a_gpu_says_to_use_the_cpu():
+    if Path("/proc/driver/nvidia/gpus").exists():
+        pytest.skip("this machine has a GPU: the default device trains")
+    no_gpu = gpudoctor_cmd("smoke")
+    assert no_gpu.returncode == 1 and "gpudoctor smoke --device cpu" in no_gpu.stderr
+
+
+def test_fixes_name_the_gpu_by_uuid_not_by_cuda_ordinal():
+    # CUDA_VISIBLE_DEVICES=1 on an 8-GPU box: cuda:0 is nvidia-smi's GPU 1, so "-i 0" would reset the wrong GPU
+    wrong = gpu_answer(uuid="GPU-33497751-baba-a7bf-3038-8645175b5bde", pci_bus="0000:00:06.0")
+    wrong["devices"][0]["fp32"]["max_rel_diff"] = 0.01
+    result = judge(h200_with(wrong), "smoke.torch")
+    assert "nvidia-smi -q -i GPU-33497751-baba-a7bf-3038-8645175b5bde" in result.fix and "-i 0" not in result.fix
 
 
 def test_memory_that_reads_back_wrong_fails():

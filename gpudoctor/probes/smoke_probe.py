@@ -148,6 +148,18 @@ def memory_pattern(torch, device, fraction=0.8, chunk=1 << 30):
     return {"tested_bytes": tested, "free_bytes": free, "total_bytes": total, "mismatches": bad}
 
 
+def _identity(props):
+    """The GPU's PCI bus id and UUID: CUDA's ordinal follows CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER, nvidia-smi's
+    index the PCI order, so fixes name a GPU by these, never by cuda:N."""
+    found = {}
+    if getattr(props, "pci_bus_id", None) is not None:
+        found["pci_bus"] = "%04x:%02x:%02x.0" % (getattr(props, "pci_domain_id", 0), props.pci_bus_id, getattr(props, "pci_device_id", 0))
+    uuid = getattr(props, "uuid", None)
+    if uuid is not None:
+        found["uuid"] = "GPU-" + str(uuid)
+    return found
+
+
 def one_device(torch, device, steps):
     """Train, compare with the CPU reference, and measure, on one device."""
     facts = {"device": device}
@@ -158,6 +170,7 @@ def one_device(torch, device, steps):
         facts["name"] = props.name
         facts["capability"] = [props.major, props.minor]
         facts["memory_total"] = props.total_memory
+        facts.update(_identity(props))
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     fp32 = _timed(lambda: train(torch, device, torch.float32, FP32_STEPS))
