@@ -128,11 +128,15 @@ def pip_mix(conda, python_envs):
         prefix = next((p for p in envs if interpreter["path"].startswith(p.rstrip("/") + "/")), None)
         if prefix is None or "failure" in interpreter["env"]:
             continue
-        by_pip = {d["name"] for d in interpreter["env"]["distributions"] if d.get("installer") == "pip"}
+        by_pip = {d["name"]: d for d in interpreter["env"]["distributions"] if d.get("installer") == "pip"}
         both = sorted(name for name in envs[prefix] if PIP_NAMES.get(name) in by_pip)
         if both:
             names = " ".join(PIP_NAMES[n] for n in both)
-            return warn(f"{prefix} has {', '.join(both)} from conda and {names} from pip",
-                        fix=f"conda remove -p {prefix} --force {' '.join(both)}\n"
-                            f"{interpreter['path']} -m pip install --force-reinstall {names}   # keep one installer per package")
+            shown = ", ".join(f"{n} {envs[prefix][n]['version']} from conda and {PIP_NAMES[n]} {by_pip[PIP_NAMES[n]]['version']} from pip"
+                              for n in both)
+            pins = " ".join(f"'{n}={envs[prefix][n]['version']}'" for n in both)
+            return warn(f"{prefix} has {shown}: pip wrote over conda's files, and what imports is a mix",
+                        fix=f"{interpreter['path']} -m pip uninstall -y {names}   # pip's copy over conda's\n"
+                            f"conda install -p {prefix} --force-reinstall {pins}   # conda's own files back, the versions the env asks for\n"
+                            f"# or keep pip's instead: conda remove -p {prefix} --force {' '.join(both)}, then reinstall with pip")
     return ok("no framework is installed by both conda and pip")

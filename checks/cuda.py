@@ -202,14 +202,27 @@ def forward_compat(cuda_libraries, nvml, nvidia_smi, driver):
     return ok(f"cuda-compat is in use from {where} on data-center GPUs")
 
 
-@check("cuda.ptx_compiler", "The run-time PTX compiler is no newer than the driver", needs=("python_envs",), uses=("nvml", "nvidia_smi"))
-def ptx_compiler(python_envs, nvml, nvidia_smi):
+@check("cuda.ptx_compiler", "The run-time PTX compiler is no newer than the driver", needs=("python_envs",),
+       uses=("nvml", "nvidia_smi", "cuda_toolkits"))
+def ptx_compiler(python_envs, nvml, nvidia_smi, cuda_toolkits):
     """JAX and XLA compile PTX with the ptxas of the nvidia-cuda-nvcc wheel: PTX from a newer CUDA than the driver's
     fails to load ('CUDA_ERROR_UNSUPPORTED_PTX_VERSION', 'the provided PTX was compiled with an unsupported toolchain')."""
     driver_cuda = _driver_cuda(nvml, nvidia_smi)
     if not driver_cuda:
         raise Skip("no driver reports a CUDA version (see driver.loaded)")
-    wheels = [(i, d) for i in interpreters(python_envs) for d in i["env"]["distributions"] if d["name"].startswith("nvidia-cuda-nvcc")]
+    nvcc = (cuda_toolkits or {}).get("nvcc_version")
+    if nvcc and compat.version_key(nvcc) > compat.version_key(driver_cuda):
+        floor = kb.load("cuda")["toolkit_driver"].get(nvcc)
+        return warn(f"nvcc {nvcc} at {cuda_toolkits.get('nvcc_path')} makes PTX for CUDA {nvcc}, newer than this driver's CUDA "
+                    f"{driver_cuda}: kernels it builds, and JIT compilers that use this toolkit (Numba, CuPy), fail to load "
+                    "('the provided PTX was compiled with an unsupported toolchain')",
+                    fix=f"# upgrade the driver to >= {floor or 'the one CUDA ' + nvcc + ' needs'} (CUDA {nvcc}'s own; see driver.loaded),\n"
+                        f"# or put the CUDA {driver_cuda} toolkit first on PATH")
+    try:
+        judged = interpreters(python_envs)
+    except Skip:
+        judged = []
+    wheels = [(i, d) for i in judged for d in i["env"]["distributions"] if d["name"].startswith("nvidia-cuda-nvcc")]
     if not wheels:
         return skip("no nvidia-cuda-nvcc wheel: no run-time PTX compiler is installed in the judged environments")
     for interpreter, dist in wheels:

@@ -101,7 +101,12 @@ def torch_cudnn(python_envs, cuda_libraries):
             raise Skip("PyTorch is not a CUDA build with cuDNN (see torch.build)")
         loaded = [p for p in facts.get("loaded_libs") or [] if "/libcudnn.so" in p]
         error = (facts.get("cudnn_version") or {}).get("error", "")
-        if (runtime and not _compatible(compiled, runtime)) or "incompatib" in error:
+        dirs = (cuda_libraries or {}).get("ld_library_path_dirs") or []
+        foreign = bool(loaded) and _entry(loaded[0].rsplit("/", 1)[0], cuda_libraries or {}) in dirs
+        broken_parts = [line.strip() for line in facts.get("stderr_tail") or [] if "Could not load library libcudnn" in line]
+        if foreign and runtime and (list(runtime[:3]) != list(compiled[:3]) or broken_parts):
+            error = error or (broken_parts[0][:300] if broken_parts else "")
+        if (runtime and not _compatible(compiled, runtime)) or "incompatib" in error or (foreign and error):
             where = loaded[0] if loaded else "a library outside the wheel"
             folder = _entry(where.rsplit("/", 1)[0], cuda_libraries or {})
             dirs = (cuda_libraries or {}).get("ld_library_path_dirs") or []

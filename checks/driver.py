@@ -8,11 +8,11 @@ from packaging.version import InvalidVersion, Version
 
 from gpudoctor import driverlog, fixes, kb
 from gpudoctor.causes import fabric_down
-from gpudoctor.context import confined, on_the_host, request_gpus
-from gpudoctor.gpus import gpu_devices, no_driver, nvswitch_count
+from gpudoctor.context import confined, gpuless_place, on_the_host, request_gpus, wsl
+from gpudoctor.gpus import capability_of, gpu_devices, no_driver, nvswitch_count
 from gpudoctor.host import NOT_FOUND, NOT_RECORDED, TIMED_OUT, NotRecorded
 from gpudoctor.parsers import classify_smi_failure, parse_driver_version, parse_kernel_log, parse_smi_xml
-from gpudoctor.plugin import check, collector, fail, ok, skip, warn
+from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
 NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
 SERVICES = ("nvidia-persistenced", "nvidia-fabricmanager")
@@ -26,12 +26,14 @@ def collect_driver(host) -> dict:
     if proc.error == sysfs.error == NOT_RECORDED:
         raise NotRecorded("/proc/driver/nvidia/version")
     parsed = parse_driver_version(proc.text) if proc.ok else {"version": None, "open": None}
+    gpus = host.listdir("/proc/driver/nvidia/gpus")
     facts = {
         "loaded": proc.ok or sysfs.ok,
         "proc_error": proc.error,
         "version": parsed["version"] or (sysfs.text or "").strip() or None,
         "open": parsed["open"] if proc.ok else None,
-        "gpus": host.listdir("/proc/driver/nvidia/gpus"),
+        "gpus": gpus,
+        "models": {bus: _model(host.read(f"/proc/driver/nvidia/gpus/{bus}/information").text) for bus in gpus or []},
     }
     if not facts["loaded"]:  # which module, if any, is built for the running kernel
         modinfo = host.run(["modinfo", "-F", "version", "nvidia"])
@@ -89,6 +91,12 @@ def collect_kernel_log(host) -> dict:
     return {"readable": True, "restricted": restrict == "1", **parse_kernel_log(result.stdout)}
 
 
+def _model(information: str | None) -> str | None:
+    """'Model: NVIDIA GB10' from /proc/driver/nvidia/gpus/*/information: the driver names a GPU even when it did not start it."""
+    match = re.search(r"^Model:\s*(.+?)\s*$", information or "", re.M)
+    return match.group(1) if match else None
+
+
 def _arch(os: dict | None) -> str:
     return ((os or {}).get("kernel") or {}).get("arch") or "x86_64"
 
@@ -125,10 +133,15 @@ def _modprobe_first(os, driver, smi_message) -> tuple[str, str]:
 
 
 @check("driver.loaded", "NVIDIA kernel module loaded", needs=("driver",),
-       uses=("os", "container", "pci", "nvidia_smi", "nvml", "kernel_log", "boot", "modules", "environment"))
-def loaded(driver, os, container, pci, nvidia_smi, nvml, kernel_log, boot, modules, environment):
+       uses=("os", "container", "pci", "nvidia_smi", "nvml", "kernel_log", "boot", "modules", "environment", "cuda_libraries"))
+def loaded(driver, os, container, pci, nvidia_smi, nvml, kernel_log, boot, modules, environment, cuda_libraries):
     """Without the kernel module nothing else can work; the kernel log and the module on disk say why (A2-A7)."""
     if (container or {}).get("wsl") or (os or {}).get("wsl"):
+        first = (((cuda_libraries or {}).get("cache") or {}).get("libcuda.so.1") or [None])[0]
+        if first and not first.startswith("/usr/lib/wsl/lib/"):
+            return fail(f"WSL2's libcuda.so.1 is in /usr/lib/wsl/lib, but the linker finds {first} first: CUDA sees no device",
+                        fix="export LD_LIBRARY_PATH=/usr/lib/wsl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}   # and add it to ~/.bashrc\n"
+                            f"# {first} comes from a Linux driver or CUDA package installed inside WSL: remove it (WSL uses the Windows driver)")
         if nvidia_smi and nvidia_smi.get("parsed"):
             return ok(f"WSL2 uses the Windows driver {nvidia_smi['parsed'].get('driver_version')}")
         return fail("WSL2 sees no NVIDIA driver", fix="# install or update the NVIDIA driver on Windows, never a Linux driver inside WSL; then, in Windows:\nwsl --shutdown")
@@ -141,6 +154,8 @@ def loaded(driver, os, container, pci, nvidia_smi, nvml, kernel_log, boot, modul
     if pci and pci.get("gpus") == []:
         return skip("there is no NVIDIA GPU here to drive (see gpu.present)")
     said = driverlog.cause(kernel_log, os, _arch(os), driver.get("on_disk"), boot)
+    if not said and "nouveau" in ((modules or {}).get("loaded") or {}):
+        said = driverlog.nouveau_cause(os)
     smi = nvidia_smi or {}
     if said:
         return fail(f"no NVIDIA driver is loaded: {said.summary}", details=said.details,
@@ -165,7 +180,8 @@ def module_flavor(driver, nvml, nvidia_smi, os):
     """Blackwell needs the open module; pre-Turing GPUs need the proprietary one (A6, A7)."""
     if no_driver(driver, nvml):
         return skip(NO_MODULE)
-    devices = [d for d in gpu_devices(nvml, nvidia_smi) if d.get("cc")]
+    devices = [d for d in gpu_devices(nvml, nvidia_smi) if d.get("cc")] or \
+        [{"name": name, "cc": capability_of(name)} for name in (driver.get("models") or {}).values() if capability_of(name)]
     if driver["open"] is None or not devices:
         return skip("the module flavour or the GPUs' compute capability is unknown")
     if driver["open"]:
@@ -188,12 +204,20 @@ def _library_version(nvml: dict) -> str | None:
     return version.split(".", 1)[1] if isinstance(version, str) and version.count(".") >= 3 else None
 
 
+def _without_gpus(container, environment, devices) -> None:
+    """Skip a driver check in a container or job started without the GPUs: driver.device_nodes gives its fix."""
+    place = gpuless_place(container, environment, devices)
+    if place:
+        raise Skip(f"{place} was started without the GPUs (see driver.device_nodes)")
+
+
 @check("driver.nvml_matches_kernel", "NVML library matches the kernel module", needs=("driver", "nvml"),
-       uses=("nvidia_smi", "kernel_log", "os"))
-def nvml_matches_kernel(driver, nvml, nvidia_smi, kernel_log, os):
+       uses=("nvidia_smi", "kernel_log", "os", "container", "environment", "devices"))
+def nvml_matches_kernel(driver, nvml, nvidia_smi, kernel_log, os, container, environment, devices):
     """User-space upgraded under a running module: 'Driver/library version mismatch' (A1)."""
     if no_driver(driver, nvml):
         return skip(NO_MODULE)
+    _without_gpus(container, environment, devices)
     error = nvml.get("error") or {}
     module = driver["version"]
     if module is None:
@@ -231,11 +255,16 @@ _SMI_FIXES = {
 }
 
 
-@check("driver.nvidia_smi", "nvidia-smi works", needs=("nvidia_smi",), uses=("driver", "nvml", "os"))
-def nvidia_smi(nvidia_smi, driver, nvml, os):
+@check("driver.nvidia_smi", "nvidia-smi works", needs=("nvidia_smi",), uses=("driver", "nvml", "os", "container", "environment", "devices"))
+def nvidia_smi(nvidia_smi, driver, nvml, os, container, environment, devices):
     """nvidia-smi's failure message and exit code name the cause; a hang means a lost GPU."""
     if no_driver(driver, nvml):
         return skip(NO_MODULE)
+    place = gpuless_place(container, environment, devices)
+    if place and nvidia_smi["error"] == NOT_FOUND:
+        return fail(f"nvidia-smi is not in {place}: the NVIDIA runtime mounts it, with the driver's libraries, only into a "
+                    "container started with GPUs", fix=request_gpus(container, environment) or "ls -l /dev/nvidia*")
+    _without_gpus(container, environment, devices)
     if nvidia_smi["error"] == NOT_FOUND:
         return fail("nvidia-smi is not installed", fix=fixes.install(os, "nvidia-smi" if (os or {}).get("id") == "debian" else "nvidia-utils"))
     if nvidia_smi["error"] == TIMED_OUT:
@@ -261,6 +290,8 @@ def device_nodes(devices, driver, nvml, container, os, environment):
     gpus = sorted(p for p in nodes if p[len("/dev/nvidia"):].isdigit())
     if no_driver(driver, nvml):
         return skip(NO_MODULE)
+    if wsl(container, os):
+        return skip("WSL2 reaches the GPU through /dev/dxg, not /dev/nvidia*")
     if "/dev/nvidiactl" not in nodes or not gpus:
         place = confined(container, environment)
         if place:
@@ -280,11 +311,14 @@ def device_nodes(devices, driver, nvml, container, os, environment):
     return ok(f"{len(gpus)} GPU node(s) and /dev/nvidiactl are readable and writable by this user")
 
 
-@check("driver.uvm", "nvidia_uvm loaded", needs=("devices",), uses=("modules", "driver", "nvml", "kernel_log", "os"))
-def uvm(devices, modules, driver, nvml, kernel_log, os):
+@check("driver.uvm", "nvidia_uvm loaded", needs=("devices",), uses=("modules", "driver", "nvml", "kernel_log", "os", "container", "environment"))
+def uvm(devices, modules, driver, nvml, kernel_log, os, container, environment):
     """Without nvidia_uvm, cuInit fails with an 'unknown error' (A10, A14)."""
     if no_driver(driver, nvml):
         return skip(NO_MODULE)
+    if wsl(container, os):
+        return skip("WSL2 has no nvidia_uvm: the Windows driver serves CUDA")
+    _without_gpus(container, environment, devices)
     hmm = ((kernel_log or {}).get("flags") or {}).get("uvm_hmm_kaslr")
     if hmm:
         return fail("nvidia-uvm failed to initialise its memory management (HMM with KASLR): CUDA initialisation fails",
@@ -370,8 +404,10 @@ def container_cuda(environment, nvml, nvidia_smi):
     if short:
         return fail(f"this image needs CUDA >= {needed} but the host driver supports CUDA {supported}: CUDA calls fail with "
                     "'driver version is insufficient' (error 35)",
-                    fix=f"# on the host, upgrade the driver to a branch that supports CUDA {needed} (see the CUDA release notes), or\n"
-                        f"# use an image built for CUDA {supported} or older, e.g. nvidia/cuda:{supported}.0-base-ubuntu24.04")
+                    fix=f"# on the host, upgrade the driver to >= {kb.load('cuda')['toolkit_driver'].get(needed) or 'a branch for CUDA ' + needed}"
+                        f" (CUDA {needed}'s own driver), or\n"
+                        f"# use an image built for CUDA {supported} or older, or, on a data-center GPU whose code runs under minor-version\n"
+                        "# compatibility, start it with -e NVIDIA_DISABLE_REQUIRES=true (skips this check; CUDA itself may still fail)")
     return ok(f"the image needs CUDA >= {needed}; the host driver supports CUDA {supported}")
 
 

@@ -51,8 +51,9 @@ def collect_environment(host) -> dict:
     return dict(host.environ)
 
 
-@check("gpu.present", "An NVIDIA GPU is attached", needs=("pci",), uses=("driver", "nvml", "platform", "container", "environment"))
-def present(pci, driver, nvml, platform, container, environment):
+@check("gpu.present", "An NVIDIA GPU is attached", needs=("pci",),
+       uses=("driver", "nvml", "platform", "container", "environment", "nvidia_smi", "os"))
+def present(pci, driver, nvml, platform, container, environment, nvidia_smi, os):
     """No NVIDIA device on the PCI bus and none from the driver: no driver install helps; a GPU must be attached (issue 8)."""
     if pci.get("gpus") is None:
         return skip("the PCI bus could not be read")
@@ -72,6 +73,13 @@ def present(pci, driver, nvml, platform, container, environment):
     else:
         fix = (f"# this is {where} with no NVIDIA device on its PCI bus: no driver can help.\n"
                "# seat a GPU (and its power cables), or check that the BIOS has not disabled the slot, then run gpudoctor check again")
+    if container_kind(container):
+        fix += "\n" + request_gpus(container, environment).splitlines()[0] + " on a host that has one"
+    fix += "\n# or, if this workload is meant for the CPU, run the framework on the CPU (device 'cpu'): no GPU setup is needed"
+    if (nvidia_smi or {}).get("category") == "driver_not_loaded" or (driver or {}).get("on_disk"):
+        remove = {"apt": "sudo apt-get remove --purge '^nvidia-.*'", "dnf": "sudo dnf remove 'nvidia-*'",
+                  "zypper": "sudo zypper remove 'nvidia-*'"}.get(fixes.family(os) or "", "remove the NVIDIA driver packages")
+        fix += f"\n# the NVIDIA driver installed here has no GPU to drive; if this machine is meant to run on CPUs: {remove}"
     return fail(f"there is no NVIDIA GPU on this machine: {where}, with no NVIDIA device on its PCI bus", fix=fix,
                 details=[f"PCI vendors here: {', '.join(pci.get('vendors') or []) or 'none'}"])
 
@@ -210,7 +218,9 @@ def pcie_link(driver, nvml, nvidia_smi):
     if slow:
         return warn(f"{len(slow)} GPU(s) run below their PCIe link capability: host-device copies are slower",
                     fix="nvidia-smi --query-gpu=index,pcie.link.gen.current,pcie.link.width.current --format=csv -l 1   # under load\n"
-                        "# if it stays low: reseat the card or replace the riser, use an x16 slot, set the slot to Auto/GenN in the BIOS",
+                        "# if it stays low: reseat the card or replace the riser, use an x16 slot, set the slot to Auto/GenN in the BIOS;\n"
+                        "# a link pinned low after a BIOS or setpci change (Hardware Autonomous Speed Disable) stays low until it is\n"
+                        "# retrained: clear the bit in the root port's Link Control 2 and retrain the link, or reboot",
                     details=slow + idle_notes)
     return ok("PCIe links at their maximum" + (" (idle ones trained down, as expected)" if idle_notes else ""), idle_notes)
 
@@ -386,9 +396,12 @@ def visible_devices(environment, driver, nvml, nvidia_smi, container, pci):
         return skip(f"CUDA_VISIBLE_DEVICES={value}: no GPU here to compare it with")
     bad = _hidden_tokens(value, devices or [{} for _ in range(count)])
     if bad:
+        slurm = (f"\n# Slurm set it ({environment['SLURM_JOB_ID']} is a job) by the node's numbering while this job sees {count} GPU(s):"
+                 "\n# ConstrainDevices=yes in the cluster's cgroup.conf makes Slurm number the job's own GPUs (ask the admins)"
+                 if environment.get("SLURM_JOB_ID") else "")
         return verdict(f"CUDA_VISIBLE_DEVICES={value} names {', '.join(bad)}, which is no GPU here (indices 0-{count - 1});"
                        " CUDA ignores it and every entry after it",
-                       fix=f"export CUDA_VISIBLE_DEVICES={valid}   # or unset it; set it before the framework is imported")
+                       fix=f"export CUDA_VISIBLE_DEVICES={valid}   # or unset it; set it before the framework is imported{slurm}")
     shown = len([t for t in value.split(",") if t.strip()])
     return ok(f"CUDA_VISIBLE_DEVICES={value}: CUDA sees {shown} of {count} GPU(s)")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gpudoctor import compat, kb
-from gpudoctor.causes import blockers
+from gpudoctor.causes import FACTS, blockers
 from gpudoctor.frameworks import broken, installs
 from gpudoctor.gpus import answering_gpus
 from gpudoctor.gpus import capabilities as _capabilities
@@ -21,10 +21,15 @@ def jax_installs(python_envs: dict) -> list[tuple[dict, dict, dict]]:
 def plugin_for(driver_cuda: str | None, capabilities: list) -> str | None:
     """The newest JAX CUDA plugin this driver and every GPU run (cuda13 needs >= 580 and sm_75)."""
     for name, plugin in kb.load("jax")["plugins"].items():
-        runs = driver_cuda is None or compat.runtime_runs_on(plugin["cuda"], driver_cuda)
-        if runs and all(cc >= tuple(compat.version_key(plugin["min_cc"])) for cc in capabilities):
+        if _runs(plugin, driver_cuda, capabilities):
             return name
     return None
+
+
+def _runs(plugin: dict, driver_cuda: str | None, capabilities: list) -> bool:
+    """A plugin runs when the driver runs its CUDA major and every GPU is at least its minimum compute capability."""
+    return (driver_cuda is None or compat.runtime_runs_on(plugin["cuda"], driver_cuda)) and \
+        all(cc >= tuple(compat.version_key(plugin["min_cc"])) for cc in capabilities)
 
 
 def jax_fix(python: str, driver_cuda: str | None, capabilities: list) -> str:
@@ -50,19 +55,29 @@ def install(python_envs, nvml, nvidia_smi, cuda_libraries, machine, platform, co
             if facts.get("backend") in ("gpu", "cuda"):
                 continue
             raise Skip(f"the packages of {interpreter['path']} were not recorded")
-        fix = jax_fix(interpreter["path"], driver_cuda, capabilities)
+        python = interpreter["path"]
+        fix = jax_fix(python, driver_cuda, capabilities)
         plugins = {n: v for n, v in dists.items() if n.startswith("jax-cuda")}
-        if not plugins:
-            return fail(f"jax {facts.get('jax')} in {interpreter['path']} has no CUDA plugin: it runs on the CPU only", fix=fix)
-        versions = {n: v for n, v in {"jax": facts.get("jax"), "jaxlib": facts.get("jaxlib"), **plugins}.items() if v}
-        if len({compat.version_key(v)[:3] for v in versions.values()}) > 1:
+        jaxlib = facts.get("jaxlib") or dists.get("jaxlib") or ""
+        if not plugins and "+cuda" not in jaxlib:
+            return fail(f"jax {facts.get('jax')} in {python} has no CUDA plugin: it runs on the CPU only", fix=fix)
+        if not plugins and facts.get("backend") not in ("gpu", "cuda"):  # jaxlib's own CUDA build (0.4.23+cuda12.cudnn89) that did not start
+            return fail(f"jaxlib {jaxlib} in {python} is a CUDA build without the CUDA plugin packages, and JAX runs on the "
+                        f"{facts.get('backend') or 'unknown'} backend", fix=fix)
+        versions = {n: v for n, v in {"jax": facts.get("jax"), "jaxlib": jaxlib, **plugins}.items() if v}
+        if len({compat.version_key(v.split("+")[0])[:3] for v in versions.values()}) > 1:
             shown = ", ".join(f"{n} {v}" for n, v in sorted(versions.items()))
-            return fail(f"JAX's packages differ in {interpreter['path']} ({shown}): 'Mismatched PJRT plugin PJRT API version' "
-                        "or a segfault at the first array", fix=fix)
-        wanted = plugin_for(driver_cuda, capabilities) if driver_cuda else None
-        if wanted and not any(n.startswith(f"jax-{wanted}") for n in plugins):
-            return fail(f"{', '.join(sorted(plugins))} in {interpreter['path']} does not run on this driver (CUDA {driver_cuda}) "
-                        "or these GPUs", fix=f'{interpreter["path"]} -m pip uninstall -y {" ".join(sorted(plugins))}\n{fix}')
+            core = jaxlib.split("+")[0]
+            pinned = " ".join(f"'{n}=={core}'" for n in sorted(plugins))
+            return fail(f"JAX's packages differ in {python} ({shown}): 'Mismatched PJRT plugin PJRT API version' "
+                        "or a segfault at the first array",
+                        fix=f"{python} -m pip install {pinned}   # the plugin at jaxlib's version" if plugins and core else fix)
+        for name in sorted(plugins):
+            plugin = kb.load("jax")["plugins"].get(name[len("jax-"):].split("-")[0])
+            if plugin and not _runs(plugin, driver_cuda, capabilities):
+                return fail(f"{name} in {python} does not run on this driver (CUDA {driver_cuda}) or these GPUs "
+                            f"(it needs a driver >= {plugin['min_driver']} and sm_{plugin['min_cc'].replace('.', '')} or newer)",
+                            fix=f'{python} -m pip uninstall -y {" ".join(sorted(plugins))}\n{fix}')
     lines = [f"jax {f.get('jax')} with {', '.join(sorted(n for n in d if n.startswith('jax-cuda'))) or 'a CUDA backend'} in {i['path']}"
              for i, f, d in jax_installs(python_envs)]
     return ok(lines[0] if len(lines) == 1 else f"{len(lines)} JAX installs fit", lines)
@@ -77,9 +92,10 @@ def _plugin_cuda(dists: dict) -> str | None:
 
 
 @check("jax.backend", "JAX runs on the GPUs", needs=("python_envs",),
-       uses=("driver", "nvml", "nvidia_smi", "environment", "pci", "services", "devices", "os", "cuda_libraries"))
-def backend(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os, cuda_libraries):
+       uses=FACTS)
+def backend(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os, container, cuda_libraries):
     """JAX on the CPU backend: the cause other checks found (a hidden GPU, an old driver, the fabric, MIG), else what it printed (41)."""
+    machine = dict(locals())  # the arguments, for blockers()
     judged = jax_installs(python_envs)
     expected = len(answering_gpus(driver, nvml, nvidia_smi))
     for interpreter, facts, dists in judged:
@@ -88,8 +104,7 @@ def backend(python_envs, driver, nvml, nvidia_smi, environment, pci, services, d
         if facts.get("backend") not in ("gpu", "cuda"):
             said = [line.strip() for line in facts.get("stderr_tail") or [] if "CUDA" in line or "cuInit" in line or "cuDNN" in line]
             reason = " ".join(said)[:300]
-            known = blockers({"environment": environment, "nvml": nvml, "nvidia_smi": nvidia_smi, "driver": driver, "pci": pci,
-                              "services": services, "devices": devices, "os": os}, _plugin_cuda(dists), reason)
+            known = blockers(machine, _plugin_cuda(dists), reason)
             if known:
                 return fail(f"JAX in {interpreter['path']} runs on the {facts.get('backend') or 'unknown'} backend: {known[0][0]}",
                             fix=known[0][1], details=said[-4:])

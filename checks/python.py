@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
@@ -105,16 +106,35 @@ def user_site(python_envs):
 def duplicates(python_envs):
     """Two copies of one framework on sys.path: which one imports depends on path order (failure mode 35)."""
     for i in interpreters(python_envs):
-        seen: dict[str, list[str]] = {}
+        seen: dict[str, list[dict]] = {}
         for d in i["env"]["distributions"]:
-            seen.setdefault(d["name"], []).append(f"{d['version']} in {d['location']} ({d.get('installer') or 'unknown installer'})")
-        doubled = {name: places for name, places in seen.items() if len(places) > 1}
+            seen.setdefault(_package(d["name"]), []).append(d)
+        doubled = {name: found for name, found in seen.items() if len(found) > 1}
         if doubled:
-            name, places = sorted(doubled.items())[0]
-            return warn(f"{name} is installed {len(places)} times for {i['path']}", details=places,
-                        fix=f"{i['path']} -m pip uninstall -y {name}   # repeat until none is left, then reinstall once:\n"
-                            f"{i['path']} -m pip install {name}")
+            package, found = sorted(doubled.items())[0]
+            names = sorted({d["name"] for d in found})
+            places = [f"{d['name']} {d['version']} in {d['location']} ({d.get('installer') or 'unknown installer'})" for d in found]
+            apt = [d for d in found if d["location"].startswith("/usr/lib/") and "dist-packages" in d["location"]]
+            if len(names) > 1:  # two distributions sharing one package folder: removing one breaks the other
+                fix = (f"{i['path']} -m pip uninstall -y {' '.join(names)}   # both write {package}/; remove both, then reinstall one:\n"
+                       f"{i['path']} -m pip install --force-reinstall {names[-1]}   # the one for this machine's CUDA")
+            elif apt:
+                fix = f"sudo apt-get remove python3-{package}   # the distribution's copy in {apt[0]['location']}"
+            else:
+                fix = (f"{i['path']} -m pip uninstall -y {package}   # repeat until none is left, then reinstall once:\n"
+                       f"{i['path']} -m pip install {package}")
+            return warn(f"{package} is installed {len(found)} times for {i['path']}" + (f" ({', '.join(names)})" if len(names) > 1 else ""),
+                        details=places, fix=fix)
     return ok("each framework and CUDA library is installed once")
+
+
+def _package(distribution: str) -> str:
+    """The import package a distribution installs: cupy-cuda12x and cupy-cuda13x both write cupy/."""
+    if distribution.startswith("cupy"):
+        return "cupy"
+    if distribution in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly"):
+        return "tensorflow"
+    return distribution
 
 
 @check("python.pip_check", "Installed packages have compatible requirements", needs=("python_envs",), uses=("os",))
@@ -157,6 +177,9 @@ def _cuda_major(dist: dict) -> str | None:
     named = re.fullmatch(r"(?:jax-cuda|cupy-cuda)(\d+)(?:x|-plugin|-pjrt)?", name)
     if named:
         return named.group(1)
+    jaxlib = re.search(r"\+cuda(\d+)", version) if name == "jaxlib" else None
+    if jaxlib:
+        return jaxlib.group(1)
     for text in dist.get("requires") or []:
         found = re.match(r"nvidia-[a-z-]+?-cu(\d+)\b", text)
         if found and (name != "tensorflow" or "and-cuda" in text or "extra" not in text):
@@ -164,22 +187,46 @@ def _cuda_major(dist: dict) -> str | None:
     return None
 
 
-def _cudnn_needs(dist: dict) -> tuple[str, str] | None:
-    """(wheel, specifier) of the cuDNN a framework requires."""
+def _cudnn(dist: dict, interpreter: dict) -> tuple[str, tuple[int, ...], str] | None:
+    """(how, version, wheel) of the cuDNN a framework uses: it `loads` one (torch's own copy, an exact pin) or
+    `needs` at least one (a plugin's >= requirement, jaxlib's +cudnn86 build)."""
+    if dist["name"] == "torch":
+        loaded = ((interpreter.get("torch") or {}).get("cudnn_runtime") or {}).get("value")
+        if loaded:
+            return "loads", tuple(loaded[:2]), ""
+    local = re.search(r"\+cuda\d+\.cudnn(\d)(\d+)", dist.get("version") or "")
+    if local:
+        return "needs", (int(local.group(1)), int(local.group(2))), ""
     for text in dist.get("requires") or []:
-        found = re.match(r"(nvidia-cudnn(?:-cu\d+)?)\s*([<>=!~][^;]*)", text)
-        if found:
-            return found.group(1), found.group(2).strip()
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if not re.fullmatch(r"nvidia-cudnn(-cu\d+)?", req.name.lower()) or (dist["name"] == "tensorflow" and "and-cuda" not in text):
+            continue
+        for spec in sorted(req.specifier, key=lambda sp: sp.operator != "=="):
+            if spec.operator in ("==", "~=", ">="):
+                version = tuple(int(n) for n in re.findall(r"\d+", spec.version)[:2])
+                return ("needs" if spec.operator == ">=" else "loads"), version, req.name
     return None
 
 
-FRAMEWORK_DISTS = ("torch", "tensorflow", "jax-cuda12-plugin", "jax-cuda13-plugin", "cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x")
+def _cudnn_clash(users: dict) -> tuple[str, str] | None:
+    """(older, newer): a framework whose cuDNN is older than another one needs, or of another major."""
+    for a, (how_a, have, _) in users.items():
+        for b, (how_b, want, _) in users.items():
+            if a != b and how_a == "loads" and (have[0] != want[0] or (how_b == "needs" and have < want)):
+                return a, b
+    return None
+
+
+FRAMEWORK_DISTS = ("torch", "tensorflow", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x")
 
 
 @check("python.framework_cuda", "Frameworks in one environment agree on CUDA and cuDNN", needs=("python_envs",))
 def framework_cuda(python_envs):
     """Two frameworks in one interpreter load one copy of each CUDA library: when one needs CUDA 12 and the other 13,
-    or one cuDNN 8 and the other 9, whichever loads first breaks the other (issue 12, jax-ml/jax#19004)."""
+    or one cuDNN older than the other needs, whichever loads first breaks the other (jax-ml/jax#19004)."""
     for i in interpreters(python_envs):
         dists = {d["name"]: d for d in i["env"]["distributions"]}
         present = [dists[n] for n in FRAMEWORK_DISTS if n in dists]
@@ -188,15 +235,20 @@ def framework_cuda(python_envs):
             shown = ", ".join(f"{n} {dists[n]['version']} (CUDA {m})" for n, m in sorted(majors.items()))
             return fail(f"{i['path']} mixes CUDA majors: {shown}; in one process one framework loads the other's libraries",
                         fix=_align_fix(i["path"], majors, dists), details=[shown])
-        needs = {d["name"]: c for d in present if (c := _cudnn_needs(d))}
-        for wheel, installed in ((w, dists.get(w)) for w in {c[0] for c in needs.values()}):
-            unmet = [n for n, (w, spec) in needs.items() if w == wheel and installed and not _meets(installed["version"], spec)]
-            if unmet:
-                wants = "; ".join(f"{n} {dists[n]['version']} needs {w}{s}" for n, (w, s) in sorted(needs.items()) if w == wheel)
-                return fail(f"{i['path']}: {wants}, and {wheel} {installed['version']} is installed: {', '.join(unmet)} loads a cuDNN "
-                            "it was not built for", details=[wants],
-                            fix=f"python3 -m venv ~/venv-{unmet[0]}   # one cuDNN per process: give {unmet[0]} its own environment\n"
-                                f"~/venv-{unmet[0]}/bin/python -m pip install '{unmet[0]}=={dists[unmet[0]]['version'].split('+')[0]}'")
+        users = {d["name"]: c for d in present if (c := _cudnn(d, i))}
+        clash = _cudnn_clash(users)
+        if clash:
+            older, newer = clash
+            wants = "; ".join(f"{n} {dists[n]['version']} {how} cuDNN {'.'.join(map(str, v))}" + (" or newer" if how == "needs" else "")
+                              for n, (how, v, _) in sorted(users.items()))
+            wheel = users[newer][2] or users[older][2] or "nvidia-cudnn-cu" + (majors.get(newer) or majors.get(older) or "12")
+            python = i["path"]
+            have = next((f"; {d['name']} {d['version']} is installed" for n, d in sorted(dists.items()) if n.startswith("nvidia-cudnn")), "")
+            return fail(f"{python}: {wants}{have}: in one process the first one imported decides which cuDNN both get", details=[wants],
+                        fix=f"python3 -m venv ~/venv-{older}   # one cuDNN per process: give {older} its own environment\n"
+                            f"~/venv-{older}/bin/python -m pip install '{older}=={dists[older]['version'].split('+')[0]}'\n"
+                            f"{python} -m pip uninstall -y {older}   # then this environment keeps {newer}\n"
+                            f"{python} -m pip install --force-reinstall '{wheel}>={'.'.join(map(str, users[newer][1]))}'   # the cuDNN {newer} needs")
     return ok("the frameworks in each judged environment agree on their CUDA and cuDNN libraries")
 
 
@@ -213,9 +265,11 @@ def _align_fix(python: str, majors: dict, dists: dict) -> str:
     movers = [n for n in majors if n != anchor and majors[n] != majors.get(anchor)]
     if anchor and all(n.startswith(("jax-cuda", "cupy-cuda")) for n in movers):
         major = majors[anchor]
-        lines = [f"{python} -m pip uninstall -y {' '.join(sorted(movers))}   # the CUDA {majors[movers[0]]} builds"]
-        extras = [f'"jax[cuda{major}]"' if n.startswith("jax-cuda") else f"cupy-cuda{major}x" for n in sorted(movers)]
-        return "\n".join(lines + [f"{python} -m pip install -U {' '.join(dict.fromkeys(extras))}   # CUDA {major}, as {anchor}"])
+        cupy = sorted(n for n in majors if n.startswith("cupy-cuda"))  # they share cupy/: remove every one, then reinstall
+        gone = sorted(set(movers) | set(cupy))
+        lines = [f"{python} -m pip uninstall -y {' '.join(gone)}   # the other CUDA major's builds" + (" (CuPy's share cupy/)" if cupy else "")]
+        extras = [f'"jax[cuda{major}]"' if n.startswith("jax-cuda") else f"cupy-cuda{major}x" for n in gone]
+        return "\n".join(lines + [f"{python} -m pip install --force-reinstall {' '.join(dict.fromkeys(extras))}   # reinstall for CUDA {major}, as {anchor}"])
     other = movers[0] if movers else sorted(majors)[-1]
     return (f"python3 -m venv ~/venv-{other}   # one CUDA major per process: give {other} its own environment\n"
             f"~/venv-{other}/bin/python -m pip install '{other}=={dists[other]['version'].split('+')[0]}'")

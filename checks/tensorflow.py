@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from gpudoctor import compat
-from gpudoctor.causes import blockers
-from gpudoctor.frameworks import broken, installs
+from gpudoctor.causes import FACTS, blockers
+from gpudoctor.frameworks import broken, distributions, installs
 from gpudoctor.gpus import answering_gpus
 from gpudoctor.gpus import capabilities as _capabilities
-from gpudoctor.importerrors import diagnose, import_context
+from gpudoctor.importerrors import abi_warning, diagnose, import_context
 from gpudoctor.plugin import Skip, check, fail, ok
 
 
@@ -30,6 +30,9 @@ def build(python_envs, cuda_libraries, machine, platform, container):
     for interpreter, answer in broken(python_envs, "tensorflow"):
         return diagnose("tensorflow", interpreter, answer, import_context(cuda_libraries, machine, platform, container))
     for interpreter, facts in tf_installs(python_envs):
+        banner = abi_warning("tensorflow", interpreter, facts)
+        if banner:
+            return banner
         info = facts.get("build") or {}
         if not info.get("is_cuda_build"):
             return fail(f"TensorFlow {facts.get('version')} in {interpreter['path']} is a CPU-only build",
@@ -40,9 +43,10 @@ def build(python_envs, cuda_libraries, machine, platform, container):
 
 
 @check("tensorflow.gpus", "TensorFlow lists the GPUs", needs=("python_envs",),
-       uses=("driver", "nvml", "nvidia_smi", "environment", "pci", "services", "devices", "os", "cuda_libraries"))
-def gpus(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os, cuda_libraries):
+       uses=FACTS)
+def gpus(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os, container, cuda_libraries):
     """An empty GPU list on a CUDA build: a cause other checks found, else the CUDA or cuDNN libraries it could not dlopen (37, 38)."""
+    machine = dict(locals())  # the arguments, for blockers()
     judged = tf_installs(python_envs)
     expected = len(answering_gpus(driver, nvml, nvidia_smi))
     for interpreter, facts in judged:
@@ -52,15 +56,20 @@ def gpus(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devi
         if len(listed) < expected:
             missing = [line.strip() for line in facts.get("stderr_tail") or [] if "dlopen" in line or "Could not load dynamic library" in line]
             runtime = str((facts.get("build") or {}).get("cuda_version") or "") or None
-            known = blockers({"environment": environment, "nvml": nvml, "nvidia_smi": nvidia_smi, "driver": driver, "pci": pci,
-                              "services": services, "devices": devices, "os": os}, runtime, " ".join(facts.get("stderr_tail") or []))
+            known = blockers(machine, runtime, " ".join(facts.get("stderr_tail") or []))
             if known and not missing:
                 return fail(f"TensorFlow in {interpreter['path']} lists {len(listed)} of {expected} GPUs: {known[0][0]}", fix=known[0][1])
             folders = list(((cuda_libraries or {}).get("ld_library_path") or {}))
-            unset = f"\nunset LD_LIBRARY_PATH   # it puts {folders[0]} ahead of TensorFlow's own CUDA libraries" if folders else ""
+            sites = sorted({d["location"] for d in distributions(interpreter).values() if d["name"].startswith("nvidia-")})
+            if missing and sites and not folders:  # the nvidia-* wheels are there, but TensorFlow did not find them
+                fix = (f"export LD_LIBRARY_PATH=$(ls -d {sites[0]}/nvidia/*/lib | paste -sd: -)${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"
+                       "   # the CUDA libraries of its own nvidia-* wheels\n"
+                       f"{interpreter['path']} -c \"import tensorflow as tf; print(tf.config.list_physical_devices('GPU'))\"   # now lists them")
+            else:
+                unset = f"\nunset LD_LIBRARY_PATH   # it puts {folders[0]} ahead of TensorFlow's own CUDA libraries" if folders else ""
+                fix = tf_fix(interpreter, facts.get("version")) + unset
             return fail(f"TensorFlow in {interpreter['path']} lists {len(listed)} of {expected} GPUs"
-                        + (": it could not load its CUDA libraries" if missing else ""),
-                        details=missing, fix=tf_fix(interpreter, facts.get("version")) + unset)
+                        + (": it could not load its CUDA libraries" if missing else ""), details=missing, fix=fix)
     return ok(f"TensorFlow lists all {expected} GPU(s)")
 
 

@@ -7,38 +7,45 @@ from NVML or nvidia-smi (gpudoctor.gpus).
 from __future__ import annotations
 
 from gpudoctor import compat
-from gpudoctor.causes import blockers
+from gpudoctor.causes import FACTS, blockers
 from gpudoctor.frameworks import broken, install_fix, torch_installs, value
 from gpudoctor.gpus import capabilities as _capabilities
 from gpudoctor.gpus import driver_cuda as _driver_cuda
 from gpudoctor.gpus import gpu_devices, no_driver
-from gpudoctor.importerrors import diagnose, import_context
+from gpudoctor.importerrors import abi_warning, diagnose, import_context
 from gpudoctor.plugin import Skip, check, fail, ok, warn
 
 
 @check("torch.build", "PyTorch imports and is a CUDA build", needs=("python_envs",),
-       uses=("nvml", "nvidia_smi", "cuda_libraries", "machine", "platform", "container"))
-def build(python_envs, nvml, nvidia_smi, cuda_libraries, machine, platform, container):
+       uses=("nvml", "nvidia_smi", "cuda_libraries", "machine", "platform", "container", "environment"))
+def build(python_envs, nvml, nvidia_smi, cuda_libraries, machine, platform, container, environment):
     """An installed torch that does not import, a CPU-only wheel (+cpu) or a ROCm build cannot use an NVIDIA GPU (failure mode 32)."""
     for interpreter, answer in broken(python_envs, "torch"):
         return diagnose("torch", interpreter, answer, import_context(cuda_libraries, machine, platform, container))
     for interpreter, facts in torch_installs(python_envs):
+        banner = abi_warning("torch", interpreter, facts)
+        if banner:
+            return banner
         version = value(facts, "version")
         fix = install_fix(interpreter["path"], version, _driver_cuda(nvml, nvidia_smi), _capabilities(nvml, nvidia_smi), interpreter)
         if value(facts, "version_hip"):
             return fail(f"torch {version} in {interpreter['path']} is a ROCm (AMD) build", fix=fix)
         if not value(facts, "version_cuda"):
-            return fail(f"torch {version} in {interpreter['path']} is a CPU-only build: 'Torch not compiled with CUDA enabled'", fix=fix)
+            cpu_index = [name for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL") if "/cpu" in ((environment or {}).get(name) or "")]
+            if cpu_index:  # pip takes the CPU build from there again on the next install
+                fix = f"unset {' '.join(cpu_index)}   # it points pip at PyTorch's CPU index\n{fix}"
+            return fail(f"torch {version} in {interpreter['path']} is a CPU-only build: 'Torch not compiled with CUDA enabled'"
+                        + (f" ({cpu_index[0]} points pip at the CPU index)" if cpu_index else ""), fix=fix)
     lines = [f"torch {value(f, 'version')} (CUDA {value(f, 'version_cuda')}"
              + (f", NCCL {'.'.join(map(str, value(f, 'nccl')))}" if value(f, "nccl") else "") + f") in {i['path']}"
              for i, f in torch_installs(python_envs)]
     return ok(lines[0] if len(lines) == 1 else f"{len(lines)} CUDA builds of torch", lines)
 
 
-@check("torch.cuda_available", "PyTorch sees the GPUs", needs=("python_envs",),
-       uses=("driver", "nvml", "nvidia_smi", "environment", "pci", "services", "devices", "os"))
-def cuda_available(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os):
+@check("torch.cuda_available", "PyTorch sees the GPUs", needs=("python_envs",), uses=FACTS)
+def cuda_available(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os, container, cuda_libraries):
     """torch.cuda.is_available() False on a CUDA build: the cause other checks found, else the warning torch gave (E43, A10, B15)."""
+    machine = dict(locals())  # the arguments, for blockers()
     for interpreter, facts in torch_installs(python_envs):
         if not value(facts, "version_cuda"):
             raise Skip("a CPU-only build never sees a GPU (see torch.build)")
@@ -46,8 +53,7 @@ def cuda_available(python_envs, driver, nvml, nvidia_smi, environment, pci, serv
             reason = " ".join(facts["is_available"].get("warnings") or []) or "torch.cuda.is_available() is False, without a warning"
             if no_driver(driver, nvml):
                 raise Skip("no NVIDIA driver is loaded (see driver.loaded)")
-            known = blockers({"environment": environment, "nvml": nvml, "nvidia_smi": nvidia_smi, "driver": driver, "pci": pci,
-                              "services": services, "devices": devices, "os": os}, value(facts, "version_cuda"), reason)
+            known = blockers(machine, value(facts, "version_cuda"), reason, facts.get("loaded_libs"))
             if known:
                 return fail(f"torch in {interpreter['path']} sees no GPU: {known[0][0]}", fix=known[0][1], details=[reason[:300]])
             return fail(f"torch in {interpreter['path']} sees no GPU: {reason[:300]}",

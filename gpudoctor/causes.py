@@ -13,19 +13,33 @@ from __future__ import annotations
 import re
 
 from gpudoctor import compat, fixes
+from gpudoctor.context import container_kind, gpuless_place, request_gpus
 from gpudoctor.gpus import driver_cuda as _driver_cuda
 from gpudoctor.gpus import gpu_devices, nvswitch_count
 
+# The facts blockers() reads: a framework check that uses them all passes its own arguments on.
+FACTS = ("driver", "nvml", "nvidia_smi", "environment", "pci", "services", "devices", "os", "container", "cuda_libraries")
 UNKNOWN_ERROR = re.compile(r"CUDA unknown error|CUDA_ERROR_UNKNOWN|error 999|cudaErrorUnknown", re.I)
 NOT_READY = re.compile(r"system not yet initialized|CUDA_ERROR_SYSTEM_NOT_READY|cudaErrorSystemNotReady|\b802\b", re.I)
 
 
-def blockers(facts: dict, runtime_cuda: str | None = None, message: str = "") -> list[tuple[str, str]]:
+def blockers(facts: dict, runtime_cuda: str | None = None, message: str = "", loaded: list | None = None) -> list[tuple[str, str]]:
     """(cause, fix) for each known reason CUDA cannot start, the most specific first."""
     env = facts.get("environment") or {}
     nvml, smi = facts.get("nvml"), facts.get("nvidia_smi")
     devices = [d for d in gpu_devices(nvml, smi) if not d.get("error")]
     found = []
+    place = gpuless_place(facts.get("container"), env, facts.get("devices"))
+    if place:
+        found.append((f"{place} was started without the GPUs", request_gpus(facts.get("container"), env) or "ls -l /dev/nvidia*"))
+    cache = (facts.get("cuda_libraries") or {}).get("cache")
+    no_libcuda = (cache is not None and "libcuda.so.1" not in cache) or \
+        (loaded is not None and not any("/libcuda.so" in path for path in loaded))
+    if container_kind(facts.get("container")) and not place and no_libcuda:
+        capabilities = env.get("NVIDIA_DRIVER_CAPABILITIES")
+        found.append((f"this container has the GPUs but no libcuda.so.1: the NVIDIA runtime mounts the driver's CUDA library only "
+                      f"with the 'compute' capability (NVIDIA_DRIVER_CAPABILITIES={capabilities or 'unset, so utility only'})",
+                      "# start the container with -e NVIDIA_DRIVER_CAPABILITIES=compute,utility (Compose: under environment:)"))
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles"):
         found.append((f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU", "unset CUDA_VISIBLE_DEVICES   # see gpu.visible_devices"))

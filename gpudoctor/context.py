@@ -66,7 +66,7 @@ def scheduler(environment: dict | None) -> dict | None:
     """The batch scheduler's job this runs in, and the GPUs it granted, from its own variables."""
     env = environment or {}
     if env.get("SLURM_JOB_ID"):
-        gpus = env.get("SLURM_JOB_GPUS") or env.get("SLURM_STEP_GPUS") or env.get("SLURM_GPUS_ON_NODE")
+        gpus = env.get("SLURM_JOB_GPUS") or env.get("SLURM_STEP_GPUS") or env.get("SLURM_GPUS_ON_NODE") or env.get("SLURM_GPUS")
         return {"name": "Slurm", "job": env["SLURM_JOB_ID"], "gpus": gpus}
     if env.get("PBS_JOBID"):
         return {"name": "PBS", "job": env["PBS_JOBID"], "gpus": env.get("CUDA_VISIBLE_DEVICES")}
@@ -98,9 +98,15 @@ def request_gpus(container: dict | None, environment: dict | None) -> str:
     """How this place asks for GPUs: the container's start, the pod's limits, the job's request."""
     kind = container_kind(container)
     job = scheduler(environment)
+    if job and job.get("gpus"):
+        return (f"# this {job['name']} job was granted GPU(s) {job['gpus']}, but they did not reach this process: a container started\n"
+                "# in the job gets them only when asked: export NVIDIA_VISIBLE_DEVICES=all before enroot/pyxis starts it "
+                "(Apptainer: --nv)")
     if kind == "Kubernetes":
         return ("# give the pod GPUs in its spec: resources.limits: {nvidia.com/gpu: 1}, on a node running the NVIDIA device plugin\n"
-                "kubectl describe node | grep -i nvidia.com/gpu   # the nodes' allocatable GPUs (0: no device plugin)")
+                "kubectl describe node | grep -i nvidia.com/gpu   # the nodes' allocatable GPUs\n"
+                "# a node with nvidia.com/gpu: 0 has no working device plugin: its container runtime needs the NVIDIA runtime as default\n"
+                "# (Docker: \"default-runtime\": \"nvidia\" in /etc/docker/daemon.json; containerd: nvidia-ctk runtime configure --set-as-default)")
     if kind == "Podman":
         return "# start the container with its GPUs: podman run --device nvidia.com/gpu=all IMAGE (after nvidia-ctk cdi generate on the host)"
     if kind == "Docker":
@@ -109,3 +115,18 @@ def request_gpus(container: dict | None, environment: dict | None) -> str:
         return ("# ask Slurm for GPUs: sbatch --gres=gpu:1 (or --gpus=1), or #SBATCH --gres=gpu:1 in the job script\n"
                 "scontrol show job $SLURM_JOB_ID | grep -i -E 'gres|tres'   # what this job was granted")
     return ""
+
+
+def gpuless_place(container: dict | None, environment: dict | None, devices: dict | None) -> str | None:
+    """'this Docker container' (or job) when it was started without the GPUs' device nodes: then its other driver
+    checks have nothing of their own to say, and driver.device_nodes gives the place's fix once."""
+    place = confined(container, environment)
+    nodes = (devices or {}).get("nodes") or {}
+    if place and not nodes.get("/dev/nvidiactl"):
+        return place
+    return None
+
+
+def wsl(container: dict | None, os: dict | None) -> bool:
+    """WSL2: the GPU arrives through /dev/dxg and /usr/lib/wsl/lib, never /dev/nvidia* or kernel modules."""
+    return bool((container or {}).get("wsl") or (os or {}).get("wsl"))

@@ -116,6 +116,10 @@ def _bar_invalid(event, os, arch, branch, version, boot):
 def _version_magic(event, os, arch, branch, version, boot):
     built, wanted = event["groups"][0], event["groups"][1]
     what = f"for kernel {built.split()[0]}, not the running {wanted.split()[0]}" if built and wanted else "against another kernel's symbols"
+    if (os or {}).get("id") == "fedora":  # RPM Fusion and negativo17 build it with akmods; a dkms beside it leaves stale weak-updates
+        return (f"the NVIDIA module was built {what}",
+                "rpm -q dkms akmods   # both installed? remove dkms: sudo dnf remove dkms (it leaves the old kernel's module in weak-updates)\n"
+                "sudo akmods --force   # builds the module for the running kernel\nsudo reboot")
     return (f"the NVIDIA module was built {what}",
             f"{fixes.kernel_headers(os)}\nsudo dkms autoinstall   # rebuilds the module for the running kernel\nsudo reboot")
 
@@ -142,3 +146,10 @@ _JUDGES = (("open_needs_gsp", _open_needs_gsp), ("needs_open", _needs_open), ("l
            ("open_datacenter_only", _open_datacenter_only), ("unsupported_gpu", _unsupported), ("gsp_firmware", _gsp_firmware),
            ("bar_invalid", _bar_invalid), ("version_magic", _version_magic), ("key_rejected", _key_rejected),
            ("probe_not_called", _nouveau), ("rm_init_failed", _rm_init))
+
+
+def nouveau_cause(os: dict | None) -> Cause:
+    """nouveau loaded (from /proc/modules) when the log says nothing: it holds the GPU, so nvidia cannot bind."""
+    summary, fix = _nouveau(None, os, "", None, None, None)
+    return Cause("probe_not_called", summary.replace("so the NVIDIA driver's probe never ran", "so the NVIDIA driver cannot bind to it"),
+                 fix, ("nouveau is in /proc/modules",))

@@ -15,6 +15,7 @@ from gpudoctor.plugin import Skip
 BROKEN = ("import_error", "crashed", "hung", "garbage", "not run")
 TOP_MODULE = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "cupy": "cupy"}
 DISTRIBUTION = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "cupy": "cupy"}
+ALSO_NAMED = {"tensorflow": ("tensorflow-gpu", "tensorflow-cpu", "tf-nightly"), "cupy": ("cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x")}
 BUILD_CHECK = {"torch": "torch.build", "tensorflow": "tensorflow.build", "jax": "jax.install", "cupy": "cuda.driver_runtime"}
 
 
@@ -41,6 +42,14 @@ def distributions(interpreter: dict) -> dict[str, dict]:
     """The interpreter's interesting distributions by name (the last found wins, as Python's path order does not)."""
     env = interpreter.get("env") or {}
     return {} if "failure" in env else {d["name"]: d for d in env.get("distributions") or []}
+
+
+def framework_dist(dists: dict, probe: str) -> dict:
+    """The distribution that installed a framework: torch, or tensorflow-gpu, cupy-cuda12x and the like."""
+    for name in (DISTRIBUTION[probe], *ALSO_NAMED.get(probe, ())):
+        if name in dists:
+            return dists[name]
+    return {}
 
 
 def interpreters(python_envs: dict) -> list[dict]:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from gpudoctor import kb
-from gpudoctor.frameworks import DISTRIBUTION, distributions, state
+from gpudoctor import compat, kb
+from gpudoctor.frameworks import DISTRIBUTION, distributions, framework_dist, state
 from gpudoctor.models import Verdict, fail
 
 _MISSING = re.compile(r"(lib[\w+.-]*?\.so(?:\.[\d.]+)?): cannot open shared object file")
@@ -60,7 +60,7 @@ def diagnose(probe: str, interpreter: dict, answer: dict, context: Context) -> V
     """The failing verdict for a framework that is installed but did not answer its probe."""
     python = interpreter["path"]
     dists = distributions(interpreter)
-    dist = dists.get(DISTRIBUTION[probe]) or {}
+    dist = framework_dist(dists, probe)
     name = f"{probe} {dist['version']}" if dist.get("version") else probe
     kind = state(answer, probe)
     lines = telling_lines(answer)
@@ -76,16 +76,14 @@ def diagnose(probe: str, interpreter: dict, answer: dict, context: Context) -> V
     if kind in ("garbage", "not run"):
         return fail(f"the {probe} probe in {python} gave no answer: {answer.get('message')}", details=lines,
                     fix=f"{python} -c 'import {probe}'   # run the import by hand and read its error")
-    text = "\n".join([answer.get("failed") or ""] + list(answer.get("traceback_tail") or []))
+    raised = "\n".join([answer.get("failed") or ""] + list(answer.get("traceback_tail") or []))
+    text = raised + "\n" + "\n".join(answer.get("stderr_tail") or [])
     for pattern, judge in ((_MISSING, _missing_library), (_UNDEFINED, _undefined_symbol), (_GLIBC, _glibc)):
-        match = _last(pattern, text)
+        match = _last(pattern, raised)  # the exception itself, not warnings printed on the way
         if match:
             return judge(probe, name, python, dists, context, match, lines)
     if _NUMPY.search(text):
-        numpy = (dists.get("numpy") or {}).get("version", "unknown")
-        return fail(f"{name} in {python} was built against NumPy 1.x but NumPy {numpy} is installed: it does not import",
-                    details=lines, fix=f"{python} -m pip install 'numpy<2'   # the ABI {probe} was built for\n"
-                                       f"# or upgrade {probe} to a release built against NumPy 2")
+        return _numpy(probe, name, python, interpreter, text, lines)
     missing = _NO_MODULE.search(text)
     if missing:
         return fail(f"{name} in {python} does not import: its dependency '{missing.group(1)}' is missing", details=lines,
@@ -93,6 +91,38 @@ def diagnose(probe: str, interpreter: dict, answer: dict, context: Context) -> V
     return fail(f"{name} is installed in {python} but does not import: {(answer.get('failed') or '')[:200]}", details=lines,
                 fix=f"{python} -c 'import {probe}'   # the whole traceback\n"
                     f"{python} -m pip install --force-reinstall {_pin(probe, dist)}")
+
+
+_API = re.compile(r"module compiled against (?:ABI|API) version (?:0x)?([0-9a-f]+) but this version of numpy is (?:0x)?([0-9a-f]+)")
+
+
+def _numpy(probe, name, python, interpreter, text, lines) -> Verdict:
+    """NumPy's ABI against the build: NumPy 2 under a module built for 1.x, or a NumPy older than the build needs."""
+    copies = [d for d in (interpreter.get("env") or {}).get("distributions") or [] if d["name"] == "numpy"]
+    api = _API.search(text)
+    if api and int(api.group(1), 16) > int(api.group(2), 16):
+        system = [d for d in copies if "/dist-packages" in d["location"] and d["location"].startswith("/usr/lib")]
+        package = "python3-numpy" if (interpreter.get("env") or {}).get("python", {}).get("version", "3").startswith("3") else "python-numpy"
+        if system and len(copies) > 1:
+            return fail(f"{name} in {python} needs a newer NumPy, but the distribution's older NumPy ({system[0]['version']} in "
+                        f"{system[0]['location']}) is imported before pip's", details=lines,
+                        fix=f"sudo apt-get remove {package}   # the old copy that shadows pip's NumPy")
+        return fail(f"{name} in {python} was built against a newer NumPy than the one it imports", details=lines,
+                    fix=f"{python} -m pip install -U numpy")
+    numpy = copies[-1]["version"] if copies else "2.x"
+    return fail(f"{name} in {python} was built against NumPy 1.x but NumPy {numpy} is installed", details=lines,
+                fix=f"{python} -m pip install 'numpy<2'   # the ABI {probe} was built for\n"
+                    f"# or upgrade {probe} to a release built against NumPy 2")
+
+
+def abi_warning(probe: str, interpreter: dict, answer: dict) -> Verdict | None:
+    """A framework that imported while NumPy printed its ABI banner: it crashes at the first array it shares with NumPy."""
+    text = "\n".join(answer.get("stderr_tail") or [])
+    if not _NUMPY.search(text):
+        return None
+    dist = framework_dist(distributions(interpreter), probe)
+    name = f"{probe} {dist['version']}" if dist.get("version") else probe
+    return _numpy(probe, name, interpreter["path"], interpreter, text, [line for line in answer.get("stderr_tail") or [] if line.strip()][-6:])
 
 
 def _last(pattern: re.Pattern, text: str):
@@ -153,6 +183,15 @@ def _missing_library(probe, name, python, dists, context, match, lines) -> Verdi
                  if context.container else "# libcuda.so.1 comes with the NVIDIA driver: install or repair it (see driver.loaded)")
         return fail(f"{name} in {python} cannot load {soname}, the NVIDIA driver's own library", details=lines,
                     fix=f"ldconfig -p | grep {stem}.so   # the driver's library must be in the linker cache\n{where}")
+    owner_dist = framework_dist(dists, probe)
+    wheel = next((d for n, d in sorted(dists.items()) if row.get("wheel") and re.fullmatch(rf"nvidia-{re.escape(row['wheel'])}(-cu\d+)?", n)), None)
+    home = owner_dist.get("location")
+    if wheel and home and wheel.get("location") and home.rstrip("/") != wheel["location"].rstrip("/"):
+        prefix = python.rsplit("/bin/", 1)[0]
+        return fail(f"{name} in {python} cannot load {soname}: {wheel['name']} is installed in {wheel['location']}, "
+                    f"but {probe} looks for it beside itself in {home}", details=lines,
+                    fix=f"ls -ld {prefix}/lib64 {prefix}/lib   # lib64 should be a link to lib, as python -m venv makes it\n"
+                        f"# recreate the environment with python -m venv, or move {prefix}/lib64's packages into lib and link lib64 to lib")
     found = _requirement(dists, row.get("wheel"))
     if found:
         owner, req = found
@@ -171,7 +210,13 @@ def _missing_library(probe, name, python, dists, context, match, lines) -> Verdi
         prefix = python.rsplit("/bin/", 1)[0]
         return fail(f"{name} in {python} cannot load {soname}, and no installed package provides it", details=lines,
                     fix=f"conda install -p {prefix} -c conda-forge {row.get('conda', stem)}")
-    major = _cuda_major(dists.get(DISTRIBUTION[probe]) or {}, soname)
+    built_for = re.search(r"\.so\.(\d+\.\d+)$", soname)
+    if built_for and int(built_for.group(1).split(".")[0]) <= 11:  # CUDA 11 and older named the library by its CUDA release
+        cuda = built_for.group(1)
+        return fail(f"{name} in {python} cannot load {soname}: it was built for CUDA {cuda}, whose libraries are not installed",
+                    details=lines, fix=f"ldconfig -p | grep -E 'libcudart|{stem}'   # the CUDA libraries installed here\n"
+                                       f"# install CUDA {cuda}'s libraries (and the cuDNN built for it), or the {probe} release built for the CUDA installed here")
+    major = _cuda_major(framework_dist(dists, probe), soname)
     wheel = f"nvidia-{row['wheel']}-cu{major}" if row.get("wheel") and major else None
     fix = (f"{python} -m pip install 'tensorflow[and-cuda]=={dists['tensorflow']['version']}'   # TensorFlow's own CUDA libraries"
            if probe == "tensorflow" and "tensorflow" in dists else
@@ -181,9 +226,14 @@ def _missing_library(probe, name, python, dists, context, match, lines) -> Verdi
 
 
 def _cuda_major(dist: dict, soname: str) -> str | None:
+    """The CUDA major of a framework's build: its local version (+cu124), else the release's default PyPI build for torch."""
     local = re.search(r"\+cu(\d+?)\d$", dist.get("version") or "")
     if local:
         return local.group(1)
+    if dist.get("name") == "torch" and "+" not in (dist.get("version") or "+"):
+        default = (compat.torch_release(dist["version"]) or {}).get("pypi_default")
+        if default:
+            return default[2:-1]
     major = re.search(r"\.so\.(\d+)", soname)
     return major.group(1) if major and major.group(1) in ("11", "12", "13") else None
 
@@ -228,9 +278,22 @@ def _undefined_symbol(probe, name, python, dists, context, match, lines) -> Verd
                         f"one in {req.name} {have['version']}", details=lines,
                         fix=f"export LD_LIBRARY_PATH={folder}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}   # its own copy first\n"
                             f"ldconfig -p | grep {stem}   # the system copy that wins otherwise")
+    family = sorted(n for n in dists if row.get("wheel") and re.fullmatch(rf"nvidia-{re.escape(row['wheel'])}(-cu\d+)?", n))
+    major = _cuda_major(framework_dist(dists, probe), "")
+    if len(family) > 1 and major:
+        stray = [n for n in family if not n.endswith(f"-cu{major}")]
+        return fail(f"{name} in {python} does not import: it needs {symbol}, but {', '.join(family)} are both installed "
+                    f"and the CUDA {major} build's {stem} is not the one loaded", details=lines,
+                    fix=f"{python} -m pip uninstall -y {' '.join(stray)}   # {name} is a CUDA {major} build")
+    if family:
+        have = dists[family[0]]
+        folder = f"{have['location'].rstrip('/')}/nvidia/{row['wheel'].replace('-', '_')}/lib"
+        return fail(f"{name} in {python} does not import: another {stem} is loaded before the one in {family[0]} {have['version']}",
+                    details=lines, fix=f"export LD_LIBRARY_PATH={folder}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}   # its own copy first")
+    keyword = (row.get("wheel") or stem.replace("lib", "", 1) or "nvidia").split("-")[-1]
     return fail(f"{name} in {python} does not import: {path.rsplit('/', 1)[-1]} needs {symbol}, which the loaded "
                 f"{stem or 'library'} lacks (two versions of one library)", details=lines,
-                fix=f"{python} -m pip list 2>/dev/null | grep -i nvidia   # two CUDA majors of one library?\n"
+                fix=f"{python} -m pip list 2>/dev/null | grep -i {keyword}   # a second package that brings its own {stem or 'copy'}\n"
                     f"echo $LD_LIBRARY_PATH   # folders that load another copy first")
 
 
@@ -257,4 +320,6 @@ def _illegal_instruction(probe, name, python, context, lines) -> Verdict:
                 f"instructions that {has}", details=lines,
                 fix="grep -o -w -E 'avx|avx2|fma|avx512f' /proc/cpuinfo | sort -u   # what this CPU offers\n"
                     "# in a VM, pass the host CPU's features through (libvirt: <cpu mode='host-passthrough'/>; Proxmox: CPU type host)\n"
-                    f"# on old hardware: a {probe} release built without AVX, or a newer CPU")
+                    + (f"# on old hardware: TensorFlow 1.6 and newer are built with AVX (1.6's release notes); the last without:"
+                       f" {python} -m pip install 'tensorflow==1.5.*'" if probe == "tensorflow" else
+                       f"# on old hardware: a {probe} release built without AVX, or a newer CPU"))

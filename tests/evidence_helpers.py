@@ -87,7 +87,7 @@ def pasteable_problems(fix: str, family: str | None = None) -> list[str]:
     problems = []
     lines = fix.splitlines()
     for line in lines:
-        if not re.match(r"^(#|[a-z]|/|\$)", line):
+        if not re.match(r"^(#|[a-z]|/|\$|~)", line):
             problems.append(f"prose, not a command or comment: {line!r}")
         if PLACEHOLDER.search(_live(line)):
             problems.append(f"placeholder in a command: {line!r}")

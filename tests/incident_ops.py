@@ -67,6 +67,18 @@ def which(ev, name: str, path: str | None):
     ev.data.setdefault("which", {})[name] = path
 
 
+@op("disk_usage")
+def disk_usage(ev, path: str, total: int, free: int):
+    """statvfs of a mount: /dev/shm's size, free space on /."""
+    ev.data["disk_usage"][path] = {"total": total, "free": free}
+
+
+@op("nvml_error")
+def nvml_error(ev, name: str, code: int, message: str):
+    """NVML's initialisation failing with this error (nvmlInit's NVMLError: name, its nvmlReturn_t code, its message)."""
+    ev.data["nvml"] = {"error": {"name": name, "code": code, "message": message}}
+
+
 @op("env")
 def env(ev, set: dict | None = None, unset: list | None = None):
     for key, value in (set or {}).items():

@@ -297,7 +297,7 @@ def test_image_needs_a_newer_cuda_than_the_host_driver():
     env(ev, NVIDIA_REQUIRE_CUDA="cuda>=13.2 brand=tesla,driver>=535,driver<536")
     result = judge(ev, "driver.container_cuda")
     assert result.status.value == "fail" and "supports CUDA 13.0" in result.summary
-    assert "nvidia/cuda:13.0.0-base-ubuntu24.04" in result.fix
+    assert ">= 595.45.04 (CUDA 13.2's own driver)" in result.fix and "NVIDIA_DISABLE_REQUIRES=true" in result.fix
     env(ev, NVIDIA_REQUIRE_CUDA="cuda>=12.8 brand=tesla,driver>=470,driver<471")
     assert judge(ev, "driver.container_cuda").status.value == "pass"
     assert judge(h200(), "driver.container_cuda").status.value == "skip"

@@ -472,5 +472,7 @@ def test_pytorch_from_conda_and_torch_from_pip_in_one_env():
         "distributions": [{"name": "torch", "version": "2.11.0", "location": f"{CONDA_ENV}/lib/python3.11/site-packages", "installer": "pip"}],
         "modules": {"torch": f"{CONDA_ENV}/lib/python3.11/site-packages/torch/__init__.py"}}}
     result = judge(ev, "conda.pip_mix")
-    assert result.status.value == "warn" and "pytorch from conda and torch from pip" in result.summary
-    assert result.fix.startswith(f"conda remove -p {CONDA_ENV} --force pytorch")
+    assert result.status.value == "warn" and "pytorch 2.5.1 from conda and torch 2.11.0 from pip" in result.summary
+    # thousandbrainsproject/tbp.monty#385: pip's torch out, conda's pytorch back at the version the env asks for
+    assert result.fix.splitlines()[:2] == [f"{CONDA_ENV}/bin/python -m pip uninstall -y torch   # pip's copy over conda's",
+                                           f"conda install -p {CONDA_ENV} --force-reinstall 'pytorch=2.5.1'   # conda's own files back, the versions the env asks for"]

@@ -10,6 +10,8 @@ as a consequence, with the reason: no false alarms. Every fix must paste (eviden
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 import json
 from pathlib import Path
 
@@ -77,3 +79,9 @@ def test_the_corpus_is_large_and_sourced():
     assert len(loaded) >= 55
     assert all(i["source"].startswith("https://") for i in loaded)
     assert len({i["source"] for i in loaded}) == len(loaded), "one incident per thread"
+
+
+def test_readme_lists_the_corpus():
+    script = Path(__file__).parent.parent / "scripts" / "incidents_table.py"
+    proc = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, "README's incident list is out of date: run python scripts/incidents_table.py"

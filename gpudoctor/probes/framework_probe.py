@@ -16,7 +16,7 @@ import time
 import warnings
 
 MARK = "GPUDOCTOR-PROBE "
-INTERESTING = {"torch", "tensorflow", "tensorflow-cpu", "tf-nightly", "jax", "jaxlib", "cupy", "pytorch-triton", "triton"}
+INTERESTING = {"torch", "tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly", "jax", "jaxlib", "cupy", "pytorch-triton", "triton"}
 LIB_HINTS = ("libcud", "libcublas", "libnccl", "libnvjitlink", "libnvrtc", "libcufft", "libcusparse", "libcusolver",
              "libnvidia-ml", "libhip", "libamdhip")
 
