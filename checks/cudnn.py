@@ -140,6 +140,7 @@ def hazard(cuda_libraries, python_envs):
             lines = [f"{c['path']} ({c['version']}, {c['where']})" for c in others]
             return warn(f"torch loads cuDNN {mine} from its wheel, but {len(others)} other cuDNN cop{'y' if len(others) == 1 else 'ies'} "
                         "sit where the dynamic linker looks: a library that loads one first makes torch use it",
-                        fix="# keep LD_LIBRARY_PATH free of cuDNN folders, and import torch before other CUDA libraries;\n"
-                            "# or remove the system copy if nothing needs it, e.g.: dpkg -S " + others[0]["path"], details=lines)
+                        fix=f"dpkg -S {others[0]['path']} 2>/dev/null || rpm -qf {others[0]['path']}   # which package brought it\n"
+                            "# keep cuDNN folders off LD_LIBRARY_PATH; in one process the first library that loads a cuDNN decides\n"
+                            "# which one every framework gets, so remove that copy if nothing needs it", details=lines)
     return ok("no other cuDNN version sits in the linker cache or on LD_LIBRARY_PATH")

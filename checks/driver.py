@@ -225,8 +225,9 @@ def nvml_matches_kernel(driver, nvml, nvidia_smi, kernel_log, os, container, env
     mismatch = (error.get("code") == 18 or (nvidia_smi or {}).get("category") == "version_mismatch"
                 or "api_mismatch" in (kernel_log or {}).get("flags", {}))
     library = _library_version(nvml)
+    said = ((kernel_log or {}).get("events") or {}).get("api_mismatch")
+    library = library or (said["groups"][0] if said else None)  # "the client has the version 367.44"
     if mismatch or (library and module and library != module):
-        said = ((kernel_log or {}).get("events") or {}).get("api_mismatch")
         return fail(f"Driver/library version mismatch: kernel module {module}, NVML library {library or 'of another version'}."
                     " User-space driver packages were upgraded without a reboot",
                     details=said["lines"] if said else (),

@@ -106,6 +106,8 @@ def visible(driver, pci, nvml, nvidia_smi, kernel_log, os, boot):
                             "   # 'Kernel driver in use' should be nvidia, not nouveau or vfio-pci")
     if lost or (claimed and answering and claimed - answering):
         gone = ", ".join(sorted(claimed - answering)) or ", ".join(d["label"] for d in lost)
+        if said and said.kind in ("rm_init_failed", "gsp_firmware", "bar_invalid"):  # it never started: not lost
+            return fail(f"GPU(s) {gone} claimed by the driver but not answering: {said.summary}", fix=said.fix, details=said.details)
         return fail(f"the driver knows GPU(s) that NVML cannot reach: {gone} (fallen off the bus or lost)",
                     fix="sudo dmesg | grep -E 'Xid|fallen off'   # Xid 79 confirms it\n"
                         "# check power cables, cooling and seating after the reboot\nsudo reboot")

@@ -7,7 +7,7 @@ from packaging.version import InvalidVersion, Version
 from gpudoctor import fixes, kb
 from gpudoctor.context import container_kind, describe
 from gpudoctor.host import NOT_RECORDED, NotRecorded
-from gpudoctor.parsers import os_from_lsb, os_from_release, parse_glibc, parse_modules, parse_os_release, parse_uname
+from gpudoctor.parsers import os_from_lsb, os_from_redhat, os_from_release, parse_glibc, parse_modules, parse_os_release, parse_uname
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
 
 GIB = 1 << 30
@@ -27,7 +27,10 @@ def collect_os(host) -> dict:
             break
     if not facts:
         reads.append(host.read("/etc/lsb-release"))
-        facts = {**os_from_lsb(reads[-1].text or ""), "source": "/etc/lsb-release"} if reads[-1].ok else {"id": "", "source": None}
+        facts = {**os_from_lsb(reads[-1].text or ""), "source": "/etc/lsb-release"} if reads[-1].ok else {}
+    if not facts:  # RHEL and CentOS 6 and older have no os-release: /etc/redhat-release names them
+        reads.append(host.read("/etc/redhat-release"))
+        facts = {**os_from_redhat(reads[-1].text or ""), "source": "/etc/redhat-release"} if reads[-1].ok else {"id": "", "source": None}
     uname = host.run(["uname", "-a"])
     if uname.error == NOT_RECORDED and all(r.error == NOT_RECORDED for r in reads):
         raise NotRecorded("/etc/os-release and uname -a")

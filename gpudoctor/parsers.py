@@ -61,6 +61,20 @@ def os_from_lsb(text: str) -> dict:
     }
 
 
+def os_from_redhat(text: str) -> dict:
+    """The `os` facts from `/etc/redhat-release`, for releases older than os-release.
+
+    >>> os_from_redhat("CentOS release 6.10 (Final)")["version"]
+    '6.10'
+    """
+    match = re.match(r"\s*(.+?) (?:Linux )?release (\d+(?:\.\d+)*)", text)
+    if not match:
+        return {"id": "", "version": "", "codename": "", "pretty_name": text.strip(), "like": ""}
+    name = match.group(1).lower()
+    ident = "centos" if "centos" in name else "rhel" if "red hat" in name else name.split()[0]
+    return {"id": ident, "version": match.group(2), "codename": "", "pretty_name": text.strip(), "like": "rhel fedora"}
+
+
 def parse_uname(text: str) -> dict:
     """Kernel release, architecture and host name from `uname -a`.
 
