@@ -74,7 +74,8 @@ def present(pci, driver, nvml, platform, container, environment, nvidia_smi, os)
         fix = (f"# this is {where} with no NVIDIA device on its PCI bus: no driver can help.\n"
                "# seat a GPU (and its power cables), or check that the BIOS has not disabled the slot, then run gpudoctor check again")
     if container_kind(container):
-        fix += "\n" + request_gpus(container, environment).splitlines()[0] + " on a host that has one"
+        fix += (f"\n# then run this {container_kind(container)} container on a host with a GPU, given its GPUs "
+                "(docker run --gpus all; Kubernetes: resources.limits nvidia.com/gpu)")
     fix += "\n# or, if this workload is meant for the CPU, run the framework on the CPU (device 'cpu'): no GPU setup is needed"
     if (nvidia_smi or {}).get("category") == "driver_not_loaded" or (driver or {}).get("on_disk"):
         remove = {"apt": "sudo apt-get remove --purge '^nvidia-.*'", "dnf": "sudo dnf remove 'nvidia-*'",

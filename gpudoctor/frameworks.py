@@ -81,8 +81,8 @@ def installs(python_envs: dict, probe: str, name: str) -> list[tuple[dict, dict]
     if judged and all(state(i.get(probe), probe) == "not recorded" for i in judged):
         raise Skip(f"the {name} probe was not recorded")
     where = ", ".join(i["path"] for i in judged) or "no interpreter"
-    hint = "" if any(i.get("why") == "--python" for i in judged) else \
-        ": point --python at your training environment (gpudoctor check --python ENV/bin/python)"
+    hint = ": point --python at your training environment (gpudoctor check --python ENV/bin/python)" \
+        if any((i.get("why") or "").startswith("python3 on PATH") for i in judged) else ""
     raise Skip(f"{name} is not installed in {where}{hint}")
 
 
