@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 
-
 from gpudoctor import compat, fixes, kb
+from gpudoctor.frameworks import install_fix, interpreters, value
 from gpudoctor.gpus import driver_cuda as _driver_cuda
 from gpudoctor.gpus import gpu_devices
-from gpudoctor.frameworks import install_fix, interpreters, value
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
@@ -228,10 +227,12 @@ def ptx_compiler(python_envs, nvml, nvidia_smi, cuda_toolkits):
     for interpreter, dist in wheels:
         release = ".".join(str(n) for n in compat.version_key(dist["version"])[:2])
         if compat.version_key(release) > compat.version_key(driver_cuda):
-            return warn(f"{dist['name']} {dist['version']} in {interpreter['path']} compiles PTX for CUDA {release}, newer than this "
-                        f"driver's CUDA {driver_cuda}: kernels JAX or XLA compile at run time fail to load "
+            return warn(f"{dist['name']} {dist['version']} in {interpreter['path']} is the ptxas of CUDA {release}, newer than this "
+                        f"driver's CUDA {driver_cuda}: XLA then compiles serially, and PTX it leaves to the driver fails to load "
                         "('CUDA_ERROR_UNSUPPORTED_PTX_VERSION')",
-                        fix=f"{interpreter['path']} -m pip install '{dist['name']}=={driver_cuda}.*'   # ptxas of the driver's CUDA\n"
-                            f"# or upgrade the driver to one for CUDA {release} (see driver.loaded)")
+                        fix=f"# upgrade the driver to >= {kb.load('cuda')['toolkit_driver'].get(release) or 'one for CUDA ' + release}"
+                            f" (CUDA {release}'s own; see driver.loaded);\n"
+                            f"# pinning {dist['name']} to {driver_cuda} instead works only where jax's own requirement allows it:\n"
+                            f"{interpreter['path']} -m pip show jax-cuda12-plugin jax-cuda13-plugin 2>/dev/null | grep -i requires")
     return ok(f"the run-time PTX compiler ({', '.join(sorted({d['name'] + ' ' + d['version'] for _, d in wheels}))}) "
               f"is no newer than the driver's CUDA {driver_cuda}")

@@ -8,7 +8,6 @@ would cause the very mismatch it looks for: see the H200 capture's README).
 
 from __future__ import annotations
 
-
 from gpudoctor import compat
 from gpudoctor.frameworks import interpreters, torch_installs, value
 from gpudoctor.host import NotRecorded

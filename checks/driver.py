@@ -9,12 +9,22 @@ from packaging.version import InvalidVersion, Version
 from gpudoctor import driverlog, fixes, kb
 from gpudoctor.causes import fabric_down
 from gpudoctor.context import confined, gpuless_place, on_the_host, request_gpus, wsl
-from gpudoctor.gpus import capability_of, gpu_devices, no_driver, nvswitch_count
+from gpudoctor.gpus import (
+    NO_MODULE,
+    capability_of,
+    gpu_devices,
+    no_driver,
+    nvswitch_count,
+)
 from gpudoctor.host import NOT_FOUND, NOT_RECORDED, TIMED_OUT, NotRecorded
-from gpudoctor.parsers import classify_smi_failure, parse_driver_version, parse_kernel_log, parse_smi_xml
+from gpudoctor.parsers import (
+    classify_smi_failure,
+    parse_driver_version,
+    parse_kernel_log,
+    parse_smi_xml,
+)
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
-NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
 SERVICES = ("nvidia-persistenced", "nvidia-fabricmanager")
 
 
@@ -38,7 +48,6 @@ def collect_driver(host) -> dict:
     if not facts["loaded"]:  # which module, if any, is built for the running kernel
         modinfo = host.run(["modinfo", "-F", "version", "nvidia"])
         facts["on_disk"] = modinfo.stdout.strip() or None if modinfo.ok else None
-        facts["on_disk_error"] = modinfo.error or (modinfo.output.splitlines() or [""])[0][:200] if not modinfo.ok else None
     return facts
 
 

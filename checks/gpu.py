@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-
 from gpudoctor import driverlog, fixes, kb
-from gpudoctor.context import confined, container_kind, describe, hypervisor, request_gpus
+from gpudoctor.context import (
+    confined,
+    container_kind,
+    describe,
+    hypervisor,
+    request_gpus,
+    wsl,
+)
 from gpudoctor.gpus import NO_MODULE, answering_gpus, bus_id, gpu_devices, no_driver
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import parse_p2p_matrix
@@ -21,7 +27,7 @@ def collect_pci(host) -> dict:
     entries = host.listdir("/sys/bus/pci/devices")
     if entries is None:
         return {"gpus": None, "nvswitches": None}
-    gpus, switches, vendors, ids = [], [], set(), {}
+    gpus, switches, vendors = [], [], set()
     for bdf in entries:
         vendor = (host.read(f"/sys/bus/pci/devices/{bdf}/vendor").text or "").strip()
         vendors.add(vendor)
@@ -30,10 +36,9 @@ def collect_pci(host) -> dict:
         cls = (host.read(f"/sys/bus/pci/devices/{bdf}/class").text or "").strip()
         if cls.startswith("0x03"):
             gpus.append(bdf)
-            ids[bdf] = (host.read(f"/sys/bus/pci/devices/{bdf}/device").text or "").strip() or None
         elif cls.startswith("0x0680"):
             switches.append(bdf)
-    return {"gpus": gpus, "nvswitches": switches, "vendors": sorted(v for v in vendors if v), "device_ids": ids}
+    return {"gpus": gpus, "nvswitches": switches, "vendors": sorted(v for v in vendors if v)}
 
 
 @collector("p2p")
@@ -57,6 +62,8 @@ def present(pci, driver, nvml, platform, container, environment, nvidia_smi, os)
     """No NVIDIA device on the PCI bus and none from the driver: no driver install helps; a GPU must be attached (issue 8)."""
     if pci.get("gpus") is None:
         return skip("the PCI bus could not be read")
+    if wsl(container, os):
+        return skip("WSL2 shows no PCI bus: its GPU comes from the Windows driver (see driver.loaded)")
     if pci["gpus"] or not no_driver(driver, nvml):
         count = len(pci["gpus"]) or len((nvml or {}).get("devices") or [])
         return ok(f"{count} NVIDIA GPU(s) on the PCI bus" if pci["gpus"] else f"{count} NVIDIA GPU(s) answer NVML")
@@ -95,9 +102,14 @@ def visible(driver, pci, nvml, nvidia_smi, kernel_log, os, boot):
     devices = gpu_devices(nvml, nvidia_smi)
     lost = [d for d in devices if d.get("error")]
     answering = {d["bus"] for d in devices if not d.get("error")}
-    said = driverlog.cause(kernel_log, os, (os or {}).get("kernel", {}).get("arch") or "x86_64", driver.get("version"), boot)
+    said = driverlog.cause(kernel_log, os, ((os or {}).get("kernel") or {}).get("arch") or "x86_64", driver.get("version"), boot)
     if on_bus - claimed or (said and (not answering or said.refuses_a_gpu)):
         unclaimed = ", ".join(sorted(on_bus - claimed)) or "a GPU"
+        if said and answering:  # the others work on this driver: a branch or flavour switch would cost them
+            return warn(f"{len(answering)} GPU(s) work, but the driver ignores another: {said.summary}", details=said.details,
+                        fix="nvidia-smi -L   # the GPUs this driver drives\n"
+                            "# the ignored GPU needs another driver than the working ones: remove it from this machine, or give it\n"
+                            "# a machine of its own; switching this machine's driver for it would stop the others")
         if said:
             return fail(f"{len(on_bus) or 'an'} NVIDIA GPU(s) on the PCI bus, {len(claimed)} claimed by the driver: {said.summary}",
                         fix=said.fix, details=said.details)
@@ -251,7 +263,7 @@ def _clock_causes(d: dict) -> list[tuple[str, str, str]]:
         found.append((f"{d['label']}: {kind} thermal slowdown at {heat}", "the GPU or its memory is too hot",
                       f"nvidia-smi -q -i {index} -d TEMPERATURE,PERFORMANCE   # GPU and memory temperatures against their limits\n"
                       "# check fans and airflow: blanking panels, blocked intakes, the inlet temperature, a failed fan"))
-    elif reasons & 0x8:
+    elif reasons & 0x8 and not reasons & 0x80:  # a power brake sets the hardware-slowdown bit too
         found.append((f"{d['label']}: hardware slowdown at {heat}", "temperature, an external power brake, or power draw beyond the board's limit",
                       f"nvidia-smi -q -i {index} -d TEMPERATURE,POWER,PERFORMANCE   # which of heat or power it is\n"
                       "# too hot: fans and airflow; power: the supplies and the GPU's power cables"))

@@ -65,7 +65,11 @@ def install(python_envs, nvml, nvidia_smi, cuda_libraries, machine, platform, co
             return fail(f"jaxlib {jaxlib} in {python} is a CUDA build without the CUDA plugin packages, and JAX runs on the "
                         f"{facts.get('backend') or 'unknown'} backend", fix=fix)
         versions = {n: v for n, v in {"jax": facts.get("jax"), "jaxlib": jaxlib, **plugins}.items() if v}
-        if len({compat.version_key(v.split("+")[0])[:3] for v in versions.values()}) > 1:
+        core_key = compat.version_key(jaxlib.split("+")[0])[:3]
+        off = [n for n, v in plugins.items() if compat.version_key(v)[:3] != core_key]  # plugins must be jaxlib's version
+        if jaxlib and facts.get("jax") and compat.version_key(facts["jax"])[:3] < core_key:  # jax may be newer, not older
+            off.append("jax")
+        if off:
             shown = ", ".join(f"{n} {v}" for n, v in sorted(versions.items()))
             core = jaxlib.split("+")[0]
             pinned = " ".join(f"'{n}=={core}'" for n in sorted(plugins))
@@ -95,7 +99,8 @@ def _plugin_cuda(dists: dict) -> str | None:
        uses=FACTS)
 def backend(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os, container, cuda_libraries):
     """JAX on the CPU backend: the cause other checks found (a hidden GPU, an old driver, the fabric, MIG), else what it printed (41)."""
-    machine = dict(locals())  # the arguments, for blockers()
+    machine = {"driver": driver, "nvml": nvml, "nvidia_smi": nvidia_smi, "environment": environment, "pci": pci, "services": services,
+               "devices": devices, "os": os, "container": container, "cuda_libraries": cuda_libraries}
     judged = jax_installs(python_envs)
     expected = len(answering_gpus(driver, nvml, nvidia_smi))
     for interpreter, facts, dists in judged:

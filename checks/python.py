@@ -11,12 +11,15 @@ import re
 import threading
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
 
-from gpudoctor.parsers import parse_pip_check
 from gpudoctor import fixes
-from gpudoctor.frameworks import choose_interpreters, interpreters
+from gpudoctor.frameworks import (
+    ALSO_NAMED,
+    choose_interpreters,
+    cuda_major,
+    interpreters,
+)
+from gpudoctor.parsers import parse_pip_check
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "cupy")
@@ -116,8 +119,9 @@ def duplicates(python_envs):
             places = [f"{d['name']} {d['version']} in {d['location']} ({d.get('installer') or 'unknown installer'})" for d in found]
             apt = [d for d in found if d["location"].startswith("/usr/lib/") and "dist-packages" in d["location"]]
             if len(names) > 1:  # two distributions sharing one package folder: removing one breaks the other
+                keep = _preferred(names, cuda_major({"name": "torch", **dists_of(i).get("torch", {})}) if "torch" in dists_of(i) else None)
                 fix = (f"{i['path']} -m pip uninstall -y {' '.join(names)}   # both write {package}/; remove both, then reinstall one:\n"
-                       f"{i['path']} -m pip install --force-reinstall {names[-1]}   # the one for this machine's CUDA")
+                       f"{i['path']} -m pip install --force-reinstall {keep}")
             elif apt:
                 fix = f"sudo apt-get remove python3-{package}   # the distribution's copy in {apt[0]['location']}"
             else:
@@ -128,13 +132,22 @@ def duplicates(python_envs):
     return ok("each framework and CUDA library is installed once")
 
 
+def dists_of(interpreter: dict) -> dict:
+    return {d["name"]: d for d in interpreter["env"]["distributions"]}
+
+
+def _preferred(names: list[str], major: str | None) -> str:
+    """Which of two distributions of one package to keep: the GPU build (tensorflow, not tensorflow-cpu), or the CuPy
+    for the CUDA major the environment's torch uses, else the newest CUDA major."""
+    if "tensorflow" in names:
+        return "tensorflow"
+    matching = [n for n in names if major and n == f"cupy-cuda{major}x"]
+    return matching[0] if matching else sorted(names, key=lambda n: [int(x) for x in re.findall(r"\d+", n)] or [0])[-1]
+
+
 def _package(distribution: str) -> str:
     """The import package a distribution installs: cupy-cuda12x and cupy-cuda13x both write cupy/."""
-    if distribution.startswith("cupy"):
-        return "cupy"
-    if distribution in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly"):
-        return "tensorflow"
-    return distribution
+    return next((package for package, names in ALSO_NAMED.items() if distribution in names), distribution)
 
 
 @check("python.pip_check", "Installed packages have compatible requirements", needs=("python_envs",), uses=("os",))
@@ -155,8 +168,8 @@ def pip_check(python_envs, os):
             specs = parse_pip_check(result["stdout"])
             python = i["env"]["python"]
             if python.get("externally_managed") and not python.get("venv") and fixes.family(os) == "apt":
-                names = " ".join(f"python3-{re.split(r'[<>=!~ ;]', spec)[0].lower().replace('_', '-')}" for spec in specs)
-                fix = (f"{fixes.install(os, names)}   # this is the distribution's Python (PEP 668): its packages come from apt\n"
+                names = " ".join("python3-" + re.split(r"[<>=!~ ;\[]", spec)[0].lower().replace("_", "-") for spec in specs)
+                fix = (f"{fixes.install(os, names)}   # the distribution's Python (PEP 668): its packages come from apt, mostly as python3-NAME\n"
                        f"# or give the project a virtual environment: python3 -m venv ~/venv, then ~/venv/bin/pip install there"
                        if names else "# this is the distribution's Python (PEP 668): install the packages named above with apt, or use a venv")
             elif specs:
@@ -166,25 +179,6 @@ def pip_check(python_envs, os):
                 fix = f"# reinstall the packages named above into {i['path']}, or recreate the environment"
             return warn(f"`pip check` finds {len(lines)} broken requirement(s) in {i['path']}", details=lines, fix=fix)
     return ok("`pip check` finds no broken requirements")
-
-
-def _cuda_major(dist: dict) -> str | None:
-    """The CUDA major a framework's build uses: torch's local version (+cu130), a plugin's or CuPy's name, its nvidia-* wheels."""
-    name, version = dist["name"], dist.get("version") or ""
-    local = re.search(r"\+cu(\d+?)\d$", version)
-    if name == "torch" and local:
-        return local.group(1)
-    named = re.fullmatch(r"(?:jax-cuda|cupy-cuda)(\d+)(?:x|-plugin|-pjrt)?", name)
-    if named:
-        return named.group(1)
-    jaxlib = re.search(r"\+cuda(\d+)", version) if name == "jaxlib" else None
-    if jaxlib:
-        return jaxlib.group(1)
-    for text in dist.get("requires") or []:
-        found = re.match(r"nvidia-[a-z-]+?-cu(\d+)\b", text)
-        if found and (name != "tensorflow" or "and-cuda" in text or "extra" not in text):
-            return found.group(1)
-    return None
 
 
 def _cudnn(dist: dict, interpreter: dict) -> tuple[str, tuple[int, ...], str] | None:
@@ -230,7 +224,7 @@ def framework_cuda(python_envs):
     for i in interpreters(python_envs):
         dists = {d["name"]: d for d in i["env"]["distributions"]}
         present = [dists[n] for n in FRAMEWORK_DISTS if n in dists]
-        majors = {d["name"]: m for d in present if (m := _cuda_major(d))}
+        majors = {d["name"]: m for d in present if (m := cuda_major(d))}
         if len(set(majors.values())) > 1:
             shown = ", ".join(f"{n} {dists[n]['version']} (CUDA {m})" for n, m in sorted(majors.items()))
             return fail(f"{i['path']} mixes CUDA majors: {shown}; in one process one framework loads the other's libraries",
@@ -245,18 +239,11 @@ def framework_cuda(python_envs):
             python = i["path"]
             have = next((f"; {d['name']} {d['version']} is installed" for n, d in sorted(dists.items()) if n.startswith("nvidia-cudnn")), "")
             return fail(f"{python}: {wants}{have}: in one process the first one imported decides which cuDNN both get", details=[wants],
-                        fix=f"python3 -m venv ~/venv-{older}   # one cuDNN per process: give {older} its own environment\n"
-                            f"~/venv-{older}/bin/python -m pip install '{older}=={dists[older]['version'].split('+')[0]}'\n"
+                        fix=f"{python} -m venv ~/venv-{older}   # one cuDNN per process: give {older} its own environment\n"
+                            f"~/venv-{older}/bin/python -m pip install {_requirement_of(older, dists)}\n"
                             f"{python} -m pip uninstall -y {older}   # then this environment keeps {newer}\n"
                             f"{python} -m pip install --force-reinstall '{wheel}>={'.'.join(map(str, users[newer][1]))}'   # the cuDNN {newer} needs")
     return ok("the frameworks in each judged environment agree on their CUDA and cuDNN libraries")
-
-
-def _meets(version: str, spec: str) -> bool:
-    try:
-        return SpecifierSet(spec).contains(Version(version), prereleases=True)
-    except (InvalidSpecifier, InvalidVersion):
-        return True
 
 
 def _align_fix(python: str, majors: dict, dists: dict) -> str:
@@ -271,5 +258,12 @@ def _align_fix(python: str, majors: dict, dists: dict) -> str:
         extras = [f'"jax[cuda{major}]"' if n.startswith("jax-cuda") else f"cupy-cuda{major}x" for n in gone]
         return "\n".join(lines + [f"{python} -m pip install --force-reinstall {' '.join(dict.fromkeys(extras))}   # reinstall for CUDA {major}, as {anchor}"])
     other = movers[0] if movers else sorted(majors)[-1]
-    return (f"python3 -m venv ~/venv-{other}   # one CUDA major per process: give {other} its own environment\n"
-            f"~/venv-{other}/bin/python -m pip install '{other}=={dists[other]['version'].split('+')[0]}'")
+    return (f"{python} -m venv ~/venv-{other}   # one CUDA major per process: give {other} its own environment\n"
+            f"~/venv-{other}/bin/python -m pip install {_requirement_of(other, dists)}")
+
+
+def _requirement_of(name: str, dists: dict) -> str:
+    """What to pip install to get this framework again: a JAX plugin comes through jax's own extra."""
+    version = dists[name]["version"].split("+")[0]
+    plugin = re.fullmatch(r"jax-(cuda\d+)-(?:plugin|pjrt)", name)
+    return f"'jax[{plugin.group(1)}]=={version}'" if plugin else f"'{name}=={version}'"

@@ -7,7 +7,15 @@ from packaging.version import InvalidVersion, Version
 from gpudoctor import fixes, kb
 from gpudoctor.context import container_kind, describe
 from gpudoctor.host import NOT_RECORDED, NotRecorded
-from gpudoctor.parsers import os_from_lsb, os_from_redhat, os_from_release, parse_glibc, parse_modules, parse_os_release, parse_uname
+from gpudoctor.parsers import (
+    os_from_lsb,
+    os_from_redhat,
+    os_from_release,
+    parse_glibc,
+    parse_modules,
+    parse_os_release,
+    parse_uname,
+)
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
 
 GIB = 1 << 30
@@ -99,16 +107,14 @@ def collect_boot(host) -> dict:
 
 @collector("container")
 def collect_container(host) -> dict:
-    """Docker, Podman, Kubernetes and WSL markers, and the cgroup's device rules (v1) where readable."""
+    """Docker, Podman, Kubernetes and WSL markers."""
     cgroup = host.read("/proc/1/cgroup").text or ""
     env = host.environ
-    devices = host.read("/sys/fs/cgroup/devices/devices.list")
     return {
         "docker": host.stat("/.dockerenv") is not None or "docker" in cgroup,
         "podman": host.stat("/run/.containerenv") is not None or env.get("container") == "podman",
         "kubernetes": "KUBERNETES_SERVICE_HOST" in env or "kubepods" in cgroup,
         "wsl": "WSL_DISTRO_NAME" in env or host.stat("/dev/dxg") is not None,
-        "device_rules": devices.text.split("\n")[:64] if devices.ok else None,
     }
 
 
@@ -191,8 +197,7 @@ def secure_boot(boot, modules, os):
     loaded = (modules or {}).get("loaded") or {}
     if "nvidia" in loaded:
         return ok("Secure Boot is on and the NVIDIA module is signed and loaded")
-    mok = ("sudo mokutil --import /var/lib/shim-signed/mok/MOK.der" if fixes.family(os) == "apt"
-           else "sudo mokutil --import /var/lib/dkms/mok.pub")
+    mok = f"sudo mokutil --import {fixes.mok_key(os)}"
     return fail("Secure Boot is on and the NVIDIA module is not loaded: an unsigned DKMS module is rejected",
                 fix=f"{mok}\nsudo reboot   # then choose 'Enroll MOK' in the blue MOK manager and enter the password\n"
                     "# or install the distribution's signed precompiled driver, or turn Secure Boot off in the firmware")

@@ -46,7 +46,8 @@ def build(python_envs, cuda_libraries, machine, platform, container):
        uses=FACTS)
 def gpus(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os, container, cuda_libraries):
     """An empty GPU list on a CUDA build: a cause other checks found, else the CUDA or cuDNN libraries it could not dlopen (37, 38)."""
-    machine = dict(locals())  # the arguments, for blockers()
+    machine = {"driver": driver, "nvml": nvml, "nvidia_smi": nvidia_smi, "environment": environment, "pci": pci, "services": services,
+               "devices": devices, "os": os, "container": container, "cuda_libraries": cuda_libraries}
     judged = tf_installs(python_envs)
     expected = len(answering_gpus(driver, nvml, nvidia_smi))
     for interpreter, facts in judged:

@@ -45,7 +45,8 @@ def build(python_envs, nvml, nvidia_smi, cuda_libraries, machine, platform, cont
 @check("torch.cuda_available", "PyTorch sees the GPUs", needs=("python_envs",), uses=FACTS)
 def cuda_available(python_envs, driver, nvml, nvidia_smi, environment, pci, services, devices, os, container, cuda_libraries):
     """torch.cuda.is_available() False on a CUDA build: the cause other checks found, else the warning torch gave (E43, A10, B15)."""
-    machine = dict(locals())  # the arguments, for blockers()
+    machine = {"driver": driver, "nvml": nvml, "nvidia_smi": nvidia_smi, "environment": environment, "pci": pci, "services": services,
+               "devices": devices, "os": os, "container": container, "cuda_libraries": cuda_libraries}
     for interpreter, facts in torch_installs(python_envs):
         if not value(facts, "version_cuda"):
             raise Skip("a CPU-only build never sees a GPU (see torch.build)")

@@ -20,7 +20,6 @@ from gpudoctor.gpus import gpu_devices, nvswitch_count
 # The facts blockers() reads: a framework check that uses them all passes its own arguments on.
 FACTS = ("driver", "nvml", "nvidia_smi", "environment", "pci", "services", "devices", "os", "container", "cuda_libraries")
 UNKNOWN_ERROR = re.compile(r"CUDA unknown error|CUDA_ERROR_UNKNOWN|error 999|cudaErrorUnknown", re.I)
-NOT_READY = re.compile(r"system not yet initialized|CUDA_ERROR_SYSTEM_NOT_READY|cudaErrorSystemNotReady|\b802\b", re.I)
 
 
 def blockers(facts: dict, runtime_cuda: str | None = None, message: str = "", loaded: list | None = None) -> list[tuple[str, str]]:
@@ -87,8 +86,3 @@ def _fabric(facts: dict, devices: list[dict]) -> tuple[str, str] | None:
     return (f"the NVSwitch fabric is not up (nvidia-fabricmanager is {manager or 'not running'}): "
             "CUDA fails with 'system not yet initialized' (802)",
             fixes.install_fabric_manager(facts.get("os"), version.split(".")[0]) + "   # see driver.fabric_manager")
-
-
-def cause_fix(found: list[tuple[str, str]]) -> tuple[str, str]:
-    """The first cause as a summary tail, and its fix."""
-    return found[0][0], found[0][1]

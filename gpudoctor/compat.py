@@ -56,30 +56,13 @@ def variant_supports(variant: dict, capability: tuple[int, int]) -> bool:
     return any(a[0] == major and a[1] <= minor for a in (version_key(arch)[:2] for arch in variant["arch"]))
 
 
-def torch_variant(torch_version: str | None, driver_cuda: str | None, capabilities: list[tuple[int, int]]) -> str | None:
-    """The newest stable CUDA build of this torch release that the driver runs and that has kernels for every GPU."""
-    release = torch_release(torch_version)
-    if not release:
-        return None
-    stable = release["stable"] or list(release["variants"])
-    for name in sorted(stable, key=lambda v: version_key(v), reverse=True):
-        variant = release["variants"].get(name)
-        if not variant:
-            continue
-        if driver_cuda and not runtime_runs_on(variant["cuda"], driver_cuda):
-            continue
-        if all(variant_supports(variant, cc) for cc in capabilities):
-            return name
-    return None
-
-
 def torch_choice(torch_version: str | None, driver_cuda: str | None,
                  capabilities: list[tuple[int, int]]) -> tuple[str, str] | None:
     """(release, variant): the official build closest to the installed release that has kernels for every GPU and
     runs on this driver. The installed release first (its stable variants, then the others), then newer releases
     from the nearest, then older ones (failure modes 33, 34: Blackwell needs 2.7+cu128, Pascal a cu126 build)."""
     releases = kb.load("torch")["releases"]
-    here = ".".join(str(n) for n in version_key(torch_version)[:2])
+    here = ".".join(str(n) for n in version_key(torch_version)[:2]) or max(releases, key=version_key)  # unknown: the newest
     newer = sorted((r for r in releases if version_key(r) > version_key(here)), key=version_key)
     older = sorted((r for r in releases if version_key(r) < version_key(here)), key=version_key, reverse=True)
     for name in ([here] if here in releases else []) + newer + older:

@@ -38,6 +38,8 @@ def hypervisor(platform: dict | None, pci: dict | None) -> str | None:
     detected = platform.get("virt")
     if detected and detected != "none":
         return VIRT_NAMES.get(detected, detected)
+    if detected == "none":  # systemd's word beats DMI: a Surface laptop's vendor is Microsoft, an Oracle server's Oracle
+        return ""
     dmi = " ".join(v for v in (platform.get("dmi") or {}).values() if v)
     for pattern, name in DMI_NAMES:
         if dmi and re.search(pattern, dmi):
@@ -48,7 +50,7 @@ def hypervisor(platform: dict | None, pci: dict | None) -> str | None:
     flags = platform.get("cpu_flags")
     if flags is not None and "hypervisor" in flags:
         return "an unknown hypervisor"
-    if detected == "none" or (flags is not None and platform.get("arch", "x86_64") == "x86_64"):
+    if flags is not None and platform.get("arch", "x86_64") == "x86_64":
         return ""
     return None
 

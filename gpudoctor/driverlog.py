@@ -90,7 +90,7 @@ def _unsupported(event, os, arch, branch, version, boot):
 
 def _rm_init(event, os, arch, branch, version, boot):
     gpu, code = event["groups"][:2]
-    return (f"the driver failed to initialise GPU {gpu} (RmInitAdapter failed, {code})",
+    return (f"the driver failed to initialise {'GPU ' + gpu if gpu else 'a GPU'} (RmInitAdapter failed, {code})",
             "sudo dmesg | grep -i -E 'NVRM|Xid' | tail -30   # the lines before it name the part that failed\n"
             "# Blackwell GPUs: the open kernel module is required (see driver.module_flavor)\n"
             "# in the BIOS: enable Above 4G Decoding and Resizable BAR, then boot again")
@@ -126,8 +126,7 @@ def _version_magic(event, os, arch, branch, version, boot):
 
 def _key_rejected(event, os, arch, branch, version, boot):
     if (boot or {}).get("secure_boot"):
-        mok = ("sudo mokutil --import /var/lib/shim-signed/mok/MOK.der" if fixes.family(os) == "apt"
-               else "sudo mokutil --import /var/lib/dkms/mok.pub")
+        mok = f"sudo mokutil --import {fixes.mok_key(os)}"
         return ("Secure Boot refuses the NVIDIA module: it is signed with a key that is not enrolled",
                 f"{mok}\n# at the next boot choose 'Enroll MOK' in the blue MOK manager and enter the password\n"
                 "# or install the distribution's signed precompiled driver, or turn Secure Boot off in the firmware\nsudo reboot")

@@ -25,6 +25,8 @@ def family(os: dict | None) -> str | None:
 def install(os: dict | None, *packages: str) -> str:
     """The command that installs `packages` here."""
     names = " ".join(packages)
+    if family(os) == "dnf" and (os or {}).get("id") in ("centos", "rhel") and (os or {}).get("version", "9").split(".")[0] in "4567":
+        return f"sudo yum install -y {names}"  # before RHEL 8 there is no dnf
     return {
         "apt": f"sudo apt-get install -y {names}",
         "dnf": f"sudo dnf install -y {names}",
@@ -51,6 +53,16 @@ def _uses_module_streams(os: dict | None) -> bool:
     os = os or {}
     major = (os.get("version") or "").split(".")[0]
     return os.get("id") == "amzn" or (os.get("id") in ("rhel", "rocky", "almalinux", "ol", "centos") and major in ("8", "9"))
+
+
+def mok_key(os: dict | None) -> str:
+    """The key DKMS (or akmods) signs the NVIDIA module with, which Secure Boot must have enrolled."""
+    ident = (os or {}).get("id")
+    if ident == "ubuntu" or "ubuntu" in ((os or {}).get("like") or ""):
+        return "/var/lib/shim-signed/mok/MOK.der"
+    if ident == "fedora":
+        return "/etc/pki/akmods/certs/public_key.der"
+    return "/var/lib/dkms/mok.pub"
 
 
 def kernel_headers(os: dict | None) -> str:

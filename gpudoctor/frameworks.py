@@ -9,6 +9,8 @@ or was not recorded in replayed evidence. Checks of every area read answers thro
 
 from __future__ import annotations
 
+import re
+
 from gpudoctor import compat
 from gpudoctor.plugin import Skip
 
@@ -21,7 +23,8 @@ BUILD_CHECK = {"torch": "torch.build", "tensorflow": "tensorflow.build", "jax": 
 
 def state(answer: dict | None, probe: str) -> str:
     """How one probe came out: ok, absent, import_error, crashed, hung, garbage, not run or not recorded."""
-    answer = answer or {}
+    if answer is None:  # a report from before this probe existed
+        return "not recorded"
     failure = answer.get("failure")
     if failure:
         return failure
@@ -42,6 +45,26 @@ def distributions(interpreter: dict) -> dict[str, dict]:
     """The interpreter's interesting distributions by name (the last found wins, as Python's path order does not)."""
     env = interpreter.get("env") or {}
     return {} if "failure" in env else {d["name"]: d for d in env.get("distributions") or []}
+
+
+def cuda_major(dist: dict) -> str | None:
+    """The CUDA major a framework's build uses: its local version (torch +cu130, jaxlib +cuda12.cudnn89), a plugin's or
+    CuPy's name, the -cuNN of its nvidia-* requirements, else for torch the release's default PyPI build."""
+    name, version = dist.get("name") or "", dist.get("version") or ""
+    local = re.search(r"\+cu(\d+?)\d$", version) or re.search(r"\+cuda(\d+)\b", version)
+    if local:
+        return local.group(1)
+    named = re.fullmatch(r"(?:jax-cuda|cupy-cuda)(\d+)(?:x|-plugin|-pjrt)?", name)
+    if named:
+        return named.group(1)
+    for text in dist.get("requires") or []:
+        found = re.match(r"nvidia-[a-z-]+?-cu(\d+)\b", text)
+        if found and (name != "tensorflow" or "and-cuda" in text or "extra" not in text):
+            return found.group(1)
+    if name == "torch" and "+" not in version:
+        default = (compat.torch_release(version) or {}).get("pypi_default")
+        return default[2:-1] if default else None
+    return None
 
 
 def framework_dist(dists: dict, probe: str) -> dict:

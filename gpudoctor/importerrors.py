@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from gpudoctor import compat, kb
-from gpudoctor.frameworks import DISTRIBUTION, distributions, framework_dist, state
+from gpudoctor import kb
+from gpudoctor.frameworks import (
+    DISTRIBUTION,
+    cuda_major,
+    distributions,
+    framework_dist,
+    state,
+)
 from gpudoctor.models import Verdict, fail
 
 _MISSING = re.compile(r"(lib[\w+.-]*?\.so(?:\.[\d.]+)?): cannot open shared object file")
@@ -206,7 +212,7 @@ def _missing_library(probe, name, python, dists, context, match, lines) -> Verdi
         force = "--force-reinstall " if have and _satisfied(have, req) else ""
         return fail(f"{name} in {python} cannot load {soname}: {why}", details=lines,
                     fix=f"{python} -m pip install {force}{extra}   # what {owner} requires")
-    if "/conda" in python or "/envs/" in python or "miniconda" in python or "anaconda" in python:
+    if _in_conda(python):
         prefix = python.rsplit("/bin/", 1)[0]
         return fail(f"{name} in {python} cannot load {soname}, and no installed package provides it", details=lines,
                     fix=f"conda install -p {prefix} -c conda-forge {row.get('conda', stem)}")
@@ -225,17 +231,17 @@ def _missing_library(probe, name, python, dists, context, match, lines) -> Verdi
     return fail(f"{name} in {python} cannot load {soname}, and no installed package provides it", details=lines, fix=fix)
 
 
+def _in_conda(python: str) -> bool:
+    return "/conda" in python or "/envs/" in python or "miniconda" in python or "anaconda" in python or "miniforge" in python
+
+
 def _cuda_major(dist: dict, soname: str) -> str | None:
-    """The CUDA major of a framework's build: its local version (+cu124), else the release's default PyPI build for torch."""
-    local = re.search(r"\+cu(\d+?)\d$", dist.get("version") or "")
-    if local:
-        return local.group(1)
-    if dist.get("name") == "torch" and "+" not in (dist.get("version") or "+"):
-        default = (compat.torch_release(dist["version"]) or {}).get("pypi_default")
-        if default:
-            return default[2:-1]
-    major = re.search(r"\.so\.(\d+)", soname)
-    return major.group(1) if major and major.group(1) in ("11", "12", "13") else None
+    """The framework build's CUDA major, else the one its library's soname names (libcudart.so.12)."""
+    major = cuda_major(dist)
+    if major:
+        return major
+    named = re.search(r"\.so\.(\d+)", soname)
+    return named.group(1) if named and named.group(1) in ("11", "12", "13") else None
 
 
 def _provider(path: str, symbol: str, version: str | None) -> tuple[str, dict]:
@@ -280,8 +286,8 @@ def _undefined_symbol(probe, name, python, dists, context, match, lines) -> Verd
                             f"ldconfig -p | grep {stem}   # the system copy that wins otherwise")
     family = sorted(n for n in dists if row.get("wheel") and re.fullmatch(rf"nvidia-{re.escape(row['wheel'])}(-cu\d+)?", n))
     major = _cuda_major(framework_dist(dists, probe), "")
-    if len(family) > 1 and major:
-        stray = [n for n in family if not n.endswith(f"-cu{major}")]
+    stray = [n for n in family if re.search(r"-cu(\d+)$", n) and not n.endswith(f"-cu{major}")]  # another major's wheel
+    if len(family) > 1 and major and stray:
         return fail(f"{name} in {python} does not import: it needs {symbol}, but {', '.join(family)} are both installed "
                     f"and the CUDA {major} build's {stem} is not the one loaded", details=lines,
                     fix=f"{python} -m pip uninstall -y {' '.join(stray)}   # {name} is a CUDA {major} build")
@@ -301,9 +307,11 @@ def _glibc(probe, name, python, dists, context, match, lines) -> Verdict:
     library, needed = match.group(1), match.group(2)
     if library == "GLIBCXX":
         prefix = python.rsplit("/bin/", 1)[0]
+        conda = _in_conda(python)
         return fail(f"{name} in {python} needs GLIBCXX_{needed} (libstdc++), newer than the one it loads", details=lines,
-                    fix=f"conda install -p {prefix} -c conda-forge 'libstdcxx-ng>=12'   # in a conda env\n"
-                        "# elsewhere: the distribution's newer libstdc++6, or a release of the framework built for this one")
+                    fix=(f"conda install -p {prefix} -c conda-forge 'libstdcxx-ng>=12'   # the conda env's own libstdc++\n" if conda else
+                         "strings /usr/lib/x86_64-linux-gnu/libstdc++.so.6 | grep -c GLIBCXX   # what the system's offers\n") +
+                        "# or the distribution's newer libstdc++6, or a release of the framework built for this one")
     have = context.glibc or "unknown"
     return fail(f"{name} in {python} needs glibc {needed}; this machine has glibc {have}", details=lines,
                 fix=f"ldd --version | head -1   # glibc {have}\n"

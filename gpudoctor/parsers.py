@@ -165,7 +165,8 @@ _KERNEL_EVENTS = {
     "api_mismatch": re.compile(r"API mismatch: the client has the version ([\d.]+\d), but this kernel module has the version ([\d.]+\d)", re.I),
     "probe_not_called": re.compile(r"The NVIDIA probe routine was not called", re.I),
     "key_rejected": re.compile(r"(Key was rejected by service|Loading of module with unavailable key is rejected|"
-                               r"Loading of unsigned module is rejected|Required key not available)", re.I),
+                               r"Loading of unsigned module is rejected|Required key not available|"
+                               r"Lockdown: \S+: unsigned module loading is restricted)", re.I),
     "uvm_hmm_kaslr": re.compile(r"request_free_mem_region\(\) err", re.I),
     "legacy_gpu": re.compile(r"(?:The NVIDIA (.+?) GPU installed in this system>? (?:is )?)?supported through the NVIDIA (\d+)\.xx Legacy drivers", re.I),
     "legacy_persistence": re.compile(r"Persistence mode is deprecated", re.I),
@@ -175,7 +176,7 @@ _KERNEL_EVENTS = {
     "needs_open": re.compile(r"The NVIDIA GPU (\S+) \(PCI ID: (\w+:\w+)\) installed in this system requires use of the NVIDIA open kernel modules", re.I),
     "unsupported_gpu": re.compile(r"The NVIDIA GPU (\S+) \(PCI ID: (\w+:\w+)\) installed in this system is not supported by the "
                                   r"(?:NVIDIA )?([\d.]+)(?: NVIDIA Linux)? driver release", re.I),
-    "rm_init_failed": re.compile(r"GPU (\S+): RmInitAdapter failed! \((0x\w+:0x\w+:\d+)\)", re.I),
+    "rm_init_failed": re.compile(r"(?:GPU (\S+): )?RmInitAdapter failed! \((0x\w+:0x\w+:\d+)\)", re.I),
     "gsp_firmware": re.compile(r"Direct firmware load for (nvidia/([\d.]+)/gsp_\w+\.bin) failed with error (-?\d+)|"
                                r"RmFetchGspRmImages: No firmware image found", re.I),
     "bar_invalid": re.compile(r"This PCI I/O region assigned to your NVIDIA device is invalid: (BAR\d is \d+M @ 0x\w+) \(PCI:(\S+)\)", re.I),
@@ -183,6 +184,8 @@ _KERNEL_EVENTS = {
     "no_gpu_found": re.compile(r"No NVIDIA GPU found|None of the NVIDIA devices were initialized|No NVIDIA devices probed", re.I),
 }
 WINDOW = 8
+# A line worth a window: the driver's own, or the kernel's words about loading a module or its firmware.
+_TELLING = re.compile(r"NVRM|nvidia|lockdown|firmware|module|key", re.I)
 
 
 def _body(line: str) -> str:
@@ -197,7 +200,7 @@ def _events(lines: list[str]) -> dict:
     bodies = [_body(line) for line in lines]
     found: dict = {}
     for i, line in enumerate(lines):
-        if not bodies[i]:
+        if not bodies[i] or not _TELLING.search(line):
             continue
         window = " ".join(b for b in bodies[i:i + WINDOW] if b)
         for name, pattern in _KERNEL_EVENTS.items():

@@ -15,6 +15,7 @@ import re
 from typing import Callable
 
 from evidence_helpers import gpu_on_bus
+
 from gpudoctor.evidence import Evidence, command_key
 
 OPS: dict[str, Callable] = {}

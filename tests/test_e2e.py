@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-from gpudoctor import fixes
-
 
 def installed_gpudoctor() -> str:
     beside = Path(sys.executable).parent / "gpudoctor"

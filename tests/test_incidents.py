@@ -10,9 +10,9 @@ as a consequence, with the reason: no false alarms. Every fix must paste (eviden
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
-import json
 from pathlib import Path
 
 import pytest

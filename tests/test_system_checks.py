@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from evidence_helpers import command, disk, env, file, fixture, judge, listdir, stat, this_machine
+from evidence_helpers import (
+    command,
+    disk,
+    env,
+    file,
+    fixture,
+    judge,
+    listdir,
+    stat,
+    this_machine,
+)
 
 GIB = 1 << 30
 ARCH_OS_RELEASE = 'NAME="Arch Linux"\nPRETTY_NAME="Arch Linux"\nID=arch\nBUILD_ID=rolling\n'
@@ -87,8 +97,12 @@ def _uefi(ev, secure_boot: str | None):
 
 
 def test_secure_boot_blocks_the_unsigned_module():
+    # each distribution's DKMS signing key: Debian's wiki (SecureBoot, "DKMS"), Ubuntu's shim-signed, Fedora's akmods
     result = judge(_uefi(this_machine(), "\x01"), "system.secure_boot")
-    assert result.status.value == "fail" and "mokutil --import /var/lib/shim-signed/mok/MOK.der" in result.fix
+    assert result.status.value == "fail" and "mokutil --import /var/lib/dkms/mok.pub" in result.fix
+    ubuntu = _uefi(this_machine(), "\x01")
+    file(ubuntu, "/etc/os-release", 'ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n')
+    assert "mokutil --import /var/lib/shim-signed/mok/MOK.der" in judge(ubuntu, "system.secure_boot").fix
     assert "mokutil --import /var/lib/dkms/mok.pub" in judge(on_rocky(_uefi(this_machine(), "\x01")), "system.secure_boot").fix
 
 

@@ -167,7 +167,7 @@ def failure(exc, what):
 
     top = TOP_MODULE.get(what)
     message = "%s: %s" % (type(exc).__name__, exc)
-    if isinstance(exc, ModuleNotFoundError) and top and (exc.name or "").split(".")[0] == top:
+    if isinstance(exc, ModuleNotFoundError) and top and exc.name == top:  # torch._C missing is a broken torch
         return {"absent": True, "failed": message}
     lines = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).strip().splitlines()
     return {"failed": message[:2000], "exception": type(exc).__name__, "traceback_tail": lines[-12:]}
