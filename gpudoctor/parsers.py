@@ -184,8 +184,9 @@ _KERNEL_EVENTS = {
     "no_gpu_found": re.compile(r"No NVIDIA GPU found|None of the NVIDIA devices were initialized|No NVIDIA devices probed", re.I),
 }
 WINDOW = 8
-# A line worth a window: the driver's own, or the kernel's words about loading a module or its firmware.
-_TELLING = re.compile(r"NVRM|nvidia|lockdown|firmware|module|key", re.I)
+# A line worth a window: the driver's own (NVRM), or the kernel's words about loading a module or its firmware.
+_TELLING = re.compile(r"NVRM|Lockdown|firmware load|Loading of|Key was rejected|Required key|version magic|disagrees about|"
+                      r"request_free_mem_region")
 
 
 def _body(line: str) -> str:
@@ -197,20 +198,27 @@ def _body(line: str) -> str:
 
 def _events(lines: list[str]) -> dict:
     """The first occurrence of each telling driver message, joined across its continuation lines, with its time."""
-    bodies = [_body(line) for line in lines]
+    cache: dict[int, str] = {}
+
+    def body(n: int) -> str:
+        if n not in cache:
+            cache[n] = _body(lines[n])
+        return cache[n]
+
     found: dict = {}
-    for i, line in enumerate(lines):
-        if not bodies[i] or not _TELLING.search(line):
+    for i in (n for n, line in enumerate(lines) if _TELLING.search(line) and not _XID.search(line)):  # Xids are counted apart
+        bodies = {n: body(n) for n in range(i, min(i + WINDOW, len(lines)))}
+        if not bodies[i]:
             continue
-        window = " ".join(b for b in bodies[i:i + WINDOW] if b)
+        window = " ".join(b for b in bodies.values() if b)
         for name, pattern in _KERNEL_EVENTS.items():
             if name in found:
                 continue
             match = pattern.search(window)
             if match and match.start() < len(bodies[i]):
                 span = window[match.start():match.end()]
-                used = 1 + sum(1 for b in bodies[i + 1:i + WINDOW] if b and b in span)
-                stamp = _TIME.match(line)
+                used = 1 + sum(1 for n, b in bodies.items() if n > i and b and b in span)
+                stamp = _TIME.match(lines[i])
                 found[name] = {"time": stamp.group(1).strip() if stamp else None, "text": span[:600],
                                "lines": [l.rstrip()[:300] for l in lines[i:i + used]], "groups": [g for g in match.groups()]}
     return found
