@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from evidence_helpers import FIXTURES, command, env, fixture, judge, nvml_device
+from evidence_helpers import FIXTURES, command, env, file, fixture, judge, nvml_device
 
 TORCH_HERE = importlib.util.find_spec("torch") is not None  # looked up, never imported: gpudoctor's own rule
 needs_torch = pytest.mark.skipif(not TORCH_HERE, reason="torch==2.13.0 (CPU) is not installed here; .ci/run installs it")
@@ -211,6 +211,35 @@ def test_torch_loading_the_system_cudnn_is_named_with_the_file():
     env(ev, LD_LIBRARY_PATH="/usr/local/nvidia/lib64:/usr/lib/x86_64-linux-gnu")
     ev.data["listdirs"].update({"/usr/local/nvidia/lib64": [], "/usr/lib/x86_64-linux-gnu": ["libcudnn.so.9"]})
     assert judge(ev, "cudnn.torch").fix.startswith("export LD_LIBRARY_PATH=/usr/local/nvidia/lib64   # drop /usr/lib/x86_64-linux-gnu")
+
+
+def test_a_foreign_cudnn_is_traced_to_its_ld_library_path_entry_through_links():
+    # pytorch/pytorch#119989: LD_LIBRARY_PATH names /usr/local/cuda/lib64, a link; /proc/self/maps shows the resolved file
+    ev = with_system_cudnn(h200())
+    real = "/usr/local/cuda-12.3/targets/x86_64-linux/lib"
+    facts = torch_facts(ev)
+    facts["loaded_libs"] = [p for p in facts["loaded_libs"] if "libcudnn" not in p] + [f"{real}/libcudnn.so.9.14.0"]
+    ev.data["probes"]["/opt/torch/.venv/bin/python torch"]["stdout"] = json.dumps(facts)
+    set_torch(ev, cudnn_runtime_raw=[9, 14, 0], cudnn_version={"error": MISMATCH, "s": 0.0})
+    env(ev, LD_LIBRARY_PATH="/usr/local/cuda/lib64:/usr/local/nvidia/lib64")
+    ev.data["listdirs"].update({"/usr/local/cuda/lib64": ["libcudnn.so.9", "libcudnn.so.9.14.0"], "/usr/local/nvidia/lib64": []})
+    ev.data["realpaths"]["/usr/local/cuda/lib64"] = real
+    result = judge(ev, "cudnn.torch")
+    assert result.fix.startswith("export LD_LIBRARY_PATH=/usr/local/nvidia/lib64   # drop /usr/local/cuda/lib64")
+
+
+def test_pip_check_on_the_distributions_python_names_its_packages():
+    # tensorflow/tensorflow#79370 (PEP 668 on Ubuntu 24.04): the system Python takes apt's packages, not pip's
+    ev = h200()
+    ev.data["options"] = {"python": ["/usr/bin/python3"]}
+    ev.data["probes"]["/usr/bin/python3 env"] = {"answer": {
+        "python": {"version": "3.12.3", "venv": False, "conda": False, "user_site": None, "externally_managed": True, "pip": True},
+        "distributions": [], "modules": {}}}
+    command(ev, "/usr/bin/python3 -m pip check", rc=1, stdout="keras 3.6.0 requires namex, which is not installed.\n")
+    file(ev, "/etc/os-release", 'ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\nPRETTY_NAME="Ubuntu 24.04.1 LTS"\n')
+    result = judge(ev, "python.pip_check")
+    assert result.status.value == "warn" and result.fix.startswith("sudo apt-get install -y python3-namex")
+    assert "python3 -m venv" in result.fix
 
 
 def test_a_toolkit_on_ld_library_path_ahead_of_the_wheels():

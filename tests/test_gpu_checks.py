@@ -306,3 +306,19 @@ def test_an_empty_cuda_visible_devices_warns_without_a_driver():
     env(ev, CUDA_VISIBLE_DEVICES="")
     result = judge(ev, "gpu.visible_devices")
     assert result.status.value == "warn" and "hides every GPU" in result.summary and result.fix.startswith("unset CUDA_VISIBLE_DEVICES")
+
+
+def test_mig_on_without_instances_gives_the_commands_to_make_them():
+    # wilicc/gpu-burn#36: MIG enabled, no GPU instance: "No Cuda Devices Found"
+    ev = h200()
+    nvml_device(ev, mig_mode=[1, 1], mig_devices=0)
+    result = judge(ev, "gpu.mig")
+    assert result.status.value == "fail" and "no GPU instances" in result.summary
+    assert "sudo nvidia-smi mig -i 0 -cgi 0 -C" in result.fix and "-mig 0" in result.fix
+
+
+def test_two_toolkits_are_named_with_both_versions():
+    ev = h200()
+    listdir(ev, "/usr/local", ["bin", "cuda", "cuda-12.4", "cuda-13.0", "lib"])
+    result = judge(ev, "cuda.toolkits")
+    assert result.summary.startswith("2 CUDA toolkits, 12.4 and 13.0; nvcc on PATH is 13.0")
