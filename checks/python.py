@@ -17,6 +17,7 @@ from gpudoctor.frameworks import (
     ALSO_NAMED,
     choose_interpreters,
     cuda_major,
+    distributions,
     interpreters,
 )
 from gpudoctor.parsers import parse_pip_check
@@ -119,7 +120,8 @@ def duplicates(python_envs):
             places = [f"{d['name']} {d['version']} in {d['location']} ({d.get('installer') or 'unknown installer'})" for d in found]
             apt = [d for d in found if d["location"].startswith("/usr/lib/") and "dist-packages" in d["location"]]
             if len(names) > 1:  # two distributions sharing one package folder: removing one breaks the other
-                keep = _preferred(names, cuda_major({"name": "torch", **dists_of(i).get("torch", {})}) if "torch" in dists_of(i) else None)
+                torch = distributions(i).get("torch")
+                keep = _preferred(names, cuda_major(torch) if torch else None)
                 fix = (f"{i['path']} -m pip uninstall -y {' '.join(names)}   # both write {package}/; remove both, then reinstall one:\n"
                        f"{i['path']} -m pip install --force-reinstall {keep}")
             elif apt:
@@ -130,10 +132,6 @@ def duplicates(python_envs):
             return warn(f"{package} is installed {len(found)} times for {i['path']}" + (f" ({', '.join(names)})" if len(names) > 1 else ""),
                         details=places, fix=fix)
     return ok("each framework and CUDA library is installed once")
-
-
-def dists_of(interpreter: dict) -> dict:
-    return {d["name"]: d for d in interpreter["env"]["distributions"]}
 
 
 def _preferred(names: list[str], major: str | None) -> str:

@@ -15,8 +15,6 @@ from gpudoctor import compat
 from gpudoctor.plugin import Skip
 
 BROKEN = ("import_error", "crashed", "hung", "garbage", "not run")
-TOP_MODULE = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "cupy": "cupy"}
-DISTRIBUTION = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax", "cupy": "cupy"}
 ALSO_NAMED = {"tensorflow": ("tensorflow-gpu", "tensorflow-cpu", "tf-nightly"), "cupy": ("cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x")}
 BUILD_CHECK = {"torch": "torch.build", "tensorflow": "tensorflow.build", "jax": "jax.install", "cupy": "cuda.driver_runtime"}
 
@@ -32,7 +30,7 @@ def state(answer: dict | None, probe: str) -> str:
         return "absent"
     failed = answer.get("failed")
     if failed:  # answers recorded before `absent` existed say only this
-        return "absent" if failed.startswith(f"ModuleNotFoundError: No module named '{TOP_MODULE.get(probe, probe)}'") else "import_error"
+        return "absent" if failed.startswith(f"ModuleNotFoundError: No module named '{probe}'") else "import_error"
     return "ok"
 
 
@@ -69,7 +67,7 @@ def cuda_major(dist: dict) -> str | None:
 
 def framework_dist(dists: dict, probe: str) -> dict:
     """The distribution that installed a framework: torch, or tensorflow-gpu, cupy-cuda12x and the like."""
-    for name in (DISTRIBUTION[probe], *ALSO_NAMED.get(probe, ())):
+    for name in (probe, *ALSO_NAMED.get(probe, ())):  # each probe is named for its module and its main distribution
         if name in dists:
             return dists[name]
     return {}

@@ -18,8 +18,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from gpudoctor import kb
+from gpudoctor.context import container_kind
 from gpudoctor.frameworks import (
-    DISTRIBUTION,
     cuda_major,
     distributions,
     framework_dist,
@@ -48,8 +48,6 @@ class Context:
 
 def import_context(cuda_libraries: dict | None, machine: dict | None, platform: dict | None, container: dict | None) -> Context:
     """The facts an import failure's fix depends on, from the collectors' answers."""
-    from gpudoctor.context import container_kind
-
     flags = (platform or {}).get("cpu_flags")
     return Context((cuda_libraries or {}).get("ld_library_path") or {}, (machine or {}).get("glibc"),
                    tuple(flags) if flags is not None else None, (platform or {}).get("cpu_model"), container_kind(container))
@@ -138,7 +136,7 @@ def _last(pattern: re.Pattern, text: str):
 
 def _pin(probe: str, dist: dict) -> str:
     version = dist.get("version")
-    return f"'{DISTRIBUTION[probe]}=={version.split('+')[0]}'" if version else DISTRIBUTION[probe]
+    return f"'{probe}=={version.split('+')[0]}'" if version else probe
 
 
 def _library(soname: str) -> tuple[str, dict]:
@@ -147,6 +145,11 @@ def _library(soname: str) -> tuple[str, dict]:
     rows = kb.load("libraries")["libraries"]
     best = max((key for key in rows if stem.lower().startswith(key.lower())), key=len, default=None)
     return (best, rows[best]) if best else (stem, {})
+
+
+def _family(dists: dict, wheel: str | None) -> list[str]:
+    """The installed NVIDIA wheels of one library, whatever their CUDA major: nvidia-nccl-cu12, nvidia-nccl-cu13, nvidia-cublas."""
+    return sorted(n for n in dists if wheel and re.fullmatch(rf"nvidia-{re.escape(wheel)}(-cu\d+)?", n))
 
 
 def _requirement(dists: dict, wheel: str | None) -> tuple[str, Requirement] | None:
@@ -190,7 +193,7 @@ def _missing_library(probe, name, python, dists, context, match, lines) -> Verdi
         return fail(f"{name} in {python} cannot load {soname}, the NVIDIA driver's own library", details=lines,
                     fix=f"ldconfig -p | grep {stem}.so   # the driver's library must be in the linker cache\n{where}")
     owner_dist = framework_dist(dists, probe)
-    wheel = next((d for n, d in sorted(dists.items()) if row.get("wheel") and re.fullmatch(rf"nvidia-{re.escape(row['wheel'])}(-cu\d+)?", n)), None)
+    wheel = next((dists[n] for n in _family(dists, row.get("wheel"))), None)
     home = owner_dist.get("location")
     if wheel and home and wheel.get("location") and home.rstrip("/") != wheel["location"].rstrip("/"):
         prefix = python.rsplit("/bin/", 1)[0]
@@ -268,7 +271,7 @@ def _undefined_symbol(probe, name, python, dists, context, match, lines) -> Verd
     found = _requirement(dists, row.get("wheel"))
     if found:
         owner, req = found
-        others = sorted(n for n in dists if n != req.name.lower() and re.fullmatch(rf"nvidia-{re.escape(row['wheel'])}(-cu\d+)?", n))
+        others = [n for n in _family(dists, row["wheel"]) if n != req.name.lower()]
         have = _installed(dists, req)
         if others:
             return fail(f"{name} in {python} does not import: it needs {symbol} from {req.name}, but {', '.join(others)} "
@@ -284,7 +287,7 @@ def _undefined_symbol(probe, name, python, dists, context, match, lines) -> Verd
                         f"one in {req.name} {have['version']}", details=lines,
                         fix=f"export LD_LIBRARY_PATH={folder}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}   # its own copy first\n"
                             f"ldconfig -p | grep {stem}   # the system copy that wins otherwise")
-    family = sorted(n for n in dists if row.get("wheel") and re.fullmatch(rf"nvidia-{re.escape(row['wheel'])}(-cu\d+)?", n))
+    family = _family(dists, row.get("wheel"))
     major = _cuda_major(framework_dist(dists, probe), "")
     stray = [n for n in family if re.search(r"-cu(\d+)$", n) and not n.endswith(f"-cu{major}")]  # another major's wheel
     if len(family) > 1 and major and stray:
