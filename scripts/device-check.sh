@@ -11,8 +11,8 @@ out=${1:?usage: device-check.sh OUTDIR}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-deps --no-build-isolation . >"$out/install.log" 2>&1 || { cat "$out/install.log"; exit 1; }
-run() { local name=$1; shift; local t0=$(date +%s.%N); "$@" >"$out/$name.out" 2>"$out/$name.err"; echo $? >"$out/$name.rc";
-        echo "$name rc=$(cat "$out/$name.rc") $(echo "$(date +%s.%N) - $t0" | bc) s" | tee -a "$out/timings.txt"; }
+run() { local name=$1; shift; local t0=$EPOCHREALTIME; "$@" >"$out/$name.out" 2>"$out/$name.err"; echo $? >"$out/$name.rc";
+        echo "$name rc=$(cat "$out/$name.rc") $(awk "BEGIN { printf \"%.2f\", $EPOCHREALTIME - $t0 }") s" | tee -a "$out/timings.txt"; }
 run version gpudoctor --version
 run check-verbose gpudoctor check -v
 run check-json gpudoctor check --format json
@@ -31,4 +31,16 @@ run report gpudoctor report -o "$out/report.tar.gz"
 run report-anonymized gpudoctor report --anonymize -o "$out/report-anonymized.tar.gz"
 run check-from gpudoctor check --from "$out/report.tar.gz" --format json
 run diff-self gpudoctor diff "$out/report.tar.gz" "$out/report.tar.gz"
+# what other tools say on the same machine, for parity tests: collect_env, nvidia-smi's text and CSV forms, ONNX Runtime
+run collect-env python3 -m torch.utils.collect_env
+run nvidia-smi-q nvidia-smi -q
+run nvidia-smi-query nvidia-smi --format=csv --query-gpu=index,name,pci.bus_id,pci.device_id,memory.total,memory.used,\
+utilization.gpu,temperature.gpu,power.draw,power.limit,clocks.sm,clocks.mem,persistence_mode,ecc.mode.current,mig.mode.current,\
+pcie.link.gen.current,pcie.link.width.current,pcie.link.gen.max,pcie.link.width.max,compute_cap
+run nvidia-smi-apps nvidia-smi --format=csv --query-compute-apps=pid,process_name,used_memory
+run onnxruntime python3 -c "import onnxruntime as o; print(o.__version__, o.get_device(), o.get_available_providers())"
+run pip-freeze python3 -m pip list --format=freeze
+run check-python gpudoctor check --python python3 --format json
+# the suite, against the installed gpudoctor (run from outside the tree so the source folder does not shadow it)
+run tests bash -c "cd /tmp && timeout 240 python3 -m pytest -q -p no:cacheprovider -rs --junitxml='$out/tests.xml' '$PWD/tests'"
 tail -n 3 "$out/check-verbose.out"
