@@ -10,6 +10,7 @@ import re
 
 from gpudoctor import kb
 from gpudoctor.compat import cuda_of_driver
+from gpudoctor.novalue import known, reasons
 from gpudoctor.plugin import Skip
 
 NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
@@ -46,17 +47,9 @@ def capability_of(name: str | None) -> tuple[int, int] | None:
 
 
 def bus_id(raw: str | None) -> str:
-    """'00000000:00:06.0' (NVML) and '0000:00:06.0' (sysfs) to one lower-case form."""
-    raw = (raw or "").lower()
+    """'00000000:00:06.0' (NVML) and '0000:00:06.0' (sysfs) to one lower-case form; '' where unknown."""
+    raw = raw.lower() if isinstance(raw, str) else ""
     return raw[4:] if len(raw.split(":")[0]) == 8 else raw
-
-
-def _value(raw):
-    """None where NVML or nvidia-smi had no answer; a list of only such answers is None too."""
-    if isinstance(raw, list):
-        values = [_value(item) for item in raw]
-        return None if values and all(v is None for v in values) else values
-    return None if isinstance(raw, dict) and "error" in raw else raw
 
 
 def gpu_devices(nvml: dict | None, nvidia_smi: dict | None) -> list[dict]:
@@ -64,7 +57,8 @@ def gpu_devices(nvml: dict | None, nvidia_smi: dict | None) -> list[dict]:
     source = nvml if nvml and not nvml.get("error") else (nvidia_smi or {}).get("parsed") or {}
     devices = []
     for position, raw in enumerate(source.get("devices") or []):
-        device = {"index": position, **{key: _value(value) for key, value in raw.items()}}
+        device = {"index": position, **{key: known(value) for key, value in raw.items()}}
+        device["no_value"] = reasons(raw)
         cc = device.get("cuda_compute_capability")
         device["cc"] = tuple(cc) if cc else capability_of(device.get("name"))
         device["bus"] = bus_id((device.get("pci") or {}).get("busId"))

@@ -24,7 +24,28 @@ def _get(func, *args):
         value = func(*args)
     except Exception as exc:  # NVMLError subclasses, and ctypes trouble on old drivers
         return _err(exc)
+    return _str(value)
+
+
+def _pci(info) -> dict:
+    """Bus id and PCI device id (`0x233510DE`: device 0x2335, vendor 0x10DE), the key to the chip.
+
+    nvidia-ml-py 12 gives `busId` as bytes, 13 as str (seen on the H200: `.decode()` failed there)."""
+    return {"busId": _get(lambda: _str(info.busId)), "pciDeviceId": _get(lambda: info.pciDeviceId),
+            "pciSubSystemId": _get(lambda: info.pciSubSystemId)}
+
+
+def _str(value):
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _fabric(nvml, handle):
+    """The GPU's NVLink fabric registration (state, status): the call fills a structure it is given."""
+    import ctypes
+
+    info = nvml.c_nvmlGpuFabricInfo_t()
+    nvml.nvmlDeviceGetGpuFabricInfo(handle, ctypes.byref(info))
+    return info
 
 
 def _library() -> dict:
@@ -69,13 +90,13 @@ def _device(nvml, index: int) -> dict:
     h = nvml.nvmlDeviceGetHandleByIndex(index)
     pci = _get(nvml.nvmlDeviceGetPciInfo, h)
     memory = _get(nvml.nvmlDeviceGetMemoryInfo, h)
-    fabric = _get(nvml.nvmlDeviceGetGpuFabricInfo, h)
+    fabric = _get(_fabric, nvml, h)
     return {
         "index": index,
         "name": _get(nvml.nvmlDeviceGetName, h),
         "uuid": _get(nvml.nvmlDeviceGetUUID, h),
         "minor_number": _get(nvml.nvmlDeviceGetMinorNumber, h),
-        "pci": pci if isinstance(pci, dict) else {"busId": _get(lambda: pci.busId.decode())},
+        "pci": pci if isinstance(pci, dict) else _pci(pci),
         "brand": _get(nvml.nvmlDeviceGetBrand, h),
         "architecture": _get(nvml.nvmlDeviceGetArchitecture, h),
         "cuda_compute_capability": _get(lambda: list(nvml.nvmlDeviceGetCudaComputeCapability(h))),
@@ -86,6 +107,9 @@ def _device(nvml, index: int) -> dict:
         "power_limit_mw": _get(nvml.nvmlDeviceGetEnforcedPowerLimit, h),
         "power_default_limit_mw": _get(nvml.nvmlDeviceGetPowerManagementDefaultLimit, h),
         "performance_state": _get(nvml.nvmlDeviceGetPerformanceState, h),
+        "utilization_gpu": _get(lambda: nvml.nvmlDeviceGetUtilizationRates(h).gpu),
+        "clock_sm_mhz": _get(nvml.nvmlDeviceGetClockInfo, h, nvml.NVML_CLOCK_SM),
+        "clock_mem_mhz": _get(nvml.nvmlDeviceGetClockInfo, h, nvml.NVML_CLOCK_MEM),
         "pcie_gen_cur": _get(nvml.nvmlDeviceGetCurrPcieLinkGeneration, h),
         "pcie_gen_max": _get(nvml.nvmlDeviceGetMaxPcieLinkGeneration, h),
         "pcie_gen_gpu_max": _get(nvml.nvmlDeviceGetGpuMaxPcieLinkGeneration, h),

@@ -41,6 +41,7 @@ run nvidia-smi-apps nvidia-smi --format=csv --query-compute-apps=pid,process_nam
 run onnxruntime python3 -c "import onnxruntime as o; print(o.__version__, o.get_device(), o.get_available_providers())"
 run pip-freeze python3 -m pip list --format=freeze
 run check-python gpudoctor check --python python3 --format json
-# the suite, against the installed gpudoctor (run from outside the tree so the source folder does not shadow it)
-run tests bash -c "cd /tmp && timeout 240 python3 -m pytest -q -p no:cacheprovider -rs --junitxml='$out/tests.xml' '$PWD/tests'"
+# the suite, against the installed gpudoctor (run from outside the tree so the source folder does not shadow it);
+# DEVICE_CHECK_TESTS=0 leaves it out where device time is short
+[ "${DEVICE_CHECK_TESTS:-1}" = 0 ] || run tests bash -c "cd /tmp && timeout 240 python3 -m pytest -q -p no:cacheprovider -rs --junitxml='$out/tests.xml' '$PWD/tests'"
 tail -n 3 "$out/check-verbose.out"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import subprocess
@@ -10,7 +11,16 @@ import sys
 import pytest
 from evidence_helpers import FIXTURES, command, env, file, fixture, judge, nvml_device
 
-TORCH_HERE = importlib.util.find_spec("torch") is not None  # looked up, never imported: gpudoctor's own rule
+def _cpu_torch_here() -> bool:
+    """torch 2.13.0's CPU build in this interpreter (looked up, never imported: gpudoctor's own rule); a GPU server's
+    CUDA build is not what these tests judge."""
+    try:
+        return importlib.metadata.version("torch") == "2.13.0+cpu"
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+TORCH_HERE = _cpu_torch_here()
 needs_torch = pytest.mark.skipif(not TORCH_HERE, reason="torch==2.13.0 (CPU) is not installed here; .ci/run installs it")
 
 

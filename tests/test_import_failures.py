@@ -62,7 +62,10 @@ def judge(root: Path, only: str) -> dict:
 
 
 def test_a_missing_cudnn_names_the_wheel_torch_requires(venv):
-    init = "import ctypes\nctypes.CDLL('libcudnn.so.9', mode=ctypes.RTLD_GLOBAL)\n__version__ = '2.5.1+cu124'\n"
+    # from the package's own lib folder, as torch's _load_global_deps does: a GPU server's system cuDNN in the linker
+    # cache must not rescue it (seen on the H200, where a bare 'libcudnn.so.9' loaded /usr/lib's 9.14)
+    init = ("import ctypes, os\nctypes.CDLL(os.path.join(os.path.dirname(__file__), 'lib', 'libcudnn.so.9'), mode=ctypes.RTLD_GLOBAL)\n"
+            "__version__ = '2.5.1+cu124'\n")
     install(venv, wheel(venv, "torch", "2.5.1+cu124", {"torch/__init__.py": init}, [CUDNN_REQUIREMENT]))
     results = judge(venv, "torch,python.interpreter")
     build = results["torch.build"]

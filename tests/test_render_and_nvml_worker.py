@@ -55,7 +55,15 @@ class _Struct:
 
 
 def nvml_from_capture() -> types.ModuleType:
-    """A pynvml that answers with the H200 capture's recorded NVML values (no NVML library here)."""
+    """A pynvml that answers with the H200 capture's recorded NVML values (no NVML library here).
+
+    Where the answer is a structure, it is nvidia-ml-py's own (`nvmlPciInfo_t` gives `busId` as str, as on the
+    real H200), and calls keep nvidia-ml-py's signatures: a hand-made stand-in hid two bugs until the first run
+    on a GPU (tests/fixtures/h200-firecracker-2026-11-27/README.md)."""
+    import pynvml as real
+
+    pci = real.nvmlPciInfo_t()
+    pci.busId, pci.pciDeviceId = b"00000000:00:06.0", 0x233510DE
     cap = json.loads((FIXTURES / "h200-2026-11-26/nvml-and-driver.json").read_text())["nvml"]
     dev = cap["devices"][0]
 
@@ -72,6 +80,7 @@ def nvml_from_capture() -> types.ModuleType:
 
     m = types.ModuleType("pynvml")
     m.NVMLError = NVMLError
+    m.c_nvmlGpuFabricInfo_t, m.NVML_CLOCK_SM, m.NVML_CLOCK_MEM = real.c_nvmlGpuFabricInfo_t, real.NVML_CLOCK_SM, real.NVML_CLOCK_MEM
     for name in ("NVML_TEMPERATURE_GPU", "NVML_TEMPERATURE_THRESHOLD_SLOWDOWN", "NVML_MEMORY_ERROR_TYPE_UNCORRECTED",
                  "NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR"):
         setattr(m, name, name)
@@ -84,7 +93,7 @@ def nvml_from_capture() -> types.ModuleType:
         "nvmlSystemGetDriverVersion": cap["driver_version"], "nvmlSystemGetNVMLVersion": cap["nvml_version"],
         "nvmlSystemGetCudaDriverVersion_v2": cap["cuda_driver_version_v2"], "nvmlDeviceGetName": dev["name"],
         "nvmlDeviceGetUUID": dev["uuid"], "nvmlDeviceGetMinorNumber": 0, "nvmlDeviceGetBrand": dev["brand"],
-        "nvmlDeviceGetPciInfo": _Struct(busId=dev["pci"]["busId"].encode()),
+        "nvmlDeviceGetPciInfo": pci,
         "nvmlDeviceGetArchitecture": dev["architecture"], "nvmlDeviceGetCudaComputeCapability": tuple(dev["cuda_compute_capability"]),
         "nvmlDeviceGetMemoryInfo": _Struct(**dev["memory"]), "nvmlDeviceGetTemperature": dev["temperature_gpu"],
         "nvmlDeviceGetPowerUsage": dev["power_usage_mw"], "nvmlDeviceGetEnforcedPowerLimit": dev["power_limit_mw"],
@@ -100,9 +109,15 @@ def nvml_from_capture() -> types.ModuleType:
     for name, value in answers.items():
         setattr(m, name, lambda *_, v=value: v)
     m.nvmlDeviceGetTotalEccErrors = lambda h, kind, scope: errors[(kind, scope)]
-    for name in ("nvmlDeviceGetRetiredPages", "nvmlDeviceGetRetiredPagesPendingStatus", "nvmlDeviceGetGpuFabricInfo",
-                 "nvmlDeviceGetTemperatureThreshold"):
+    for name in ("nvmlDeviceGetRetiredPages", "nvmlDeviceGetRetiredPagesPendingStatus", "nvmlDeviceGetTemperatureThreshold",
+                 "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetClockInfo"):
         setattr(m, name, unsupported)
+
+    def fabric(device, info):  # nvidia-ml-py's signature: the caller passes the structure to fill
+        info._obj.state = 3
+        return real.NVML_SUCCESS
+
+    m.nvmlDeviceGetGpuFabricInfo = fabric
     return m
 
 
@@ -114,7 +129,9 @@ def test_nvml_worker_gives_the_captures_shape_from_the_captures_values(monkeypat
     shared = set(ours) & set(theirs) - {"pci", "retired_pages_dbe", "retired_pages_pending"}
     assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
     assert {"name", "ecc_mode", "remapped_rows", "mig_mode", "throttle_reasons", "processes"} <= shared
-    assert ours["pci"]["busId"] == "00000000:00:06.0" and ours["retired_pages_pending"] == {"error": "NVMLError_NotSupported: Not Supported"}
+    assert ours["pci"] == {"busId": "00000000:00:06.0", "pciDeviceId": 0x233510DE, "pciSubSystemId": 0}
+    assert ours["retired_pages_pending"] == {"error": "NVMLError_NotSupported: Not Supported"}
+    assert ours["fabric_state"] == 3  # NVML_GPU_FABRIC_STATE_COMPLETED, read from the structure the call filled
     assert (answer["driver_version"], answer["device_count"]) == ("580.159.04", 1)
 
 
