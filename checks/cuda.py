@@ -157,7 +157,8 @@ def host_compiler(cuda_toolkits, os):
        needs=("cuda_libraries",), uses=("python_envs",))
 def ld_library_path(cuda_libraries, python_envs):
     """A toolkit's lib folder on LD_LIBRARY_PATH shadows the wheels' copies: 'undefined symbol: __nvJitLinkComplete_12_4' (failure mode 29)."""
-    folders = cuda_libraries["ld_library_path"]
+    folders = {folder: libs for folder, libs in cuda_libraries["ld_library_path"].items()
+               if any(not lib.startswith(DRIVER_LIBRARIES) for lib in libs)}
     if not folders and cuda_libraries.get("unlisted"):
         return skip(f"the folders on LD_LIBRARY_PATH were not recorded ({':'.join(cuda_libraries['unlisted'])})")
     if not folders:
@@ -166,7 +167,8 @@ def ld_library_path(cuda_libraries, python_envs):
         judged = interpreters(python_envs) if python_envs else []
     except Skip:
         judged = []
-    wheels = sorted({d["name"] for i in judged for d in i["env"]["distributions"] if d["name"].startswith("nvidia-")})
+    wheels = sorted({d["name"] for i in judged for d in i["env"]["distributions"]
+                     if d["name"].startswith("nvidia-") and d["name"] != "nvidia-ml-py"})
     lines = [f"{folder}: {', '.join(libs)}" for folder, libs in folders.items()]
     if not wheels:
         return ok("CUDA libraries are on LD_LIBRARY_PATH, but no framework here bundles its own to be shadowed", lines)
@@ -174,6 +176,11 @@ def ld_library_path(cuda_libraries, python_envs):
     return warn(f"LD_LIBRARY_PATH puts {len(folders)} CUDA library folder(s) ahead of what the {len(wheels)} nvidia-* wheel(s) bundle",
                 fix=(f"export LD_LIBRARY_PATH={rest}" if rest else "unset LD_LIBRARY_PATH") +
                     "   # and remove the folder from ~/.bashrc or the job script that sets it", details=lines + wheels)
+
+
+# the driver's own user-space libraries: no wheel bundles them, so a folder of only these shadows nothing (NVIDIA's
+# container images put /usr/local/nvidia/lib64, holding libcuda, on LD_LIBRARY_PATH: seen on the H200, 2026-11-27)
+DRIVER_LIBRARIES = ("libcuda.", "libnvidia-", "libnvcuvid.", "libnvoptix.")
 
 
 @check("cuda.forward_compat", "The forward-compatibility package only where it works", needs=("cuda_libraries",),

@@ -53,3 +53,15 @@ def test_both_sources_of_one_machine_give_the_same_gpu(source):
         assert gpu["bus"] == "0000:00:06.0"
     else:
         assert gpu["bus"] == "" and gpu["no_value"]["fabric_state"].startswith("TypeError")
+
+
+def test_the_second_run_replays_as_it_ran_with_the_driver_folder_no_longer_flagged():
+    """The report archive of the second run (after the fix), replayed, judges as the live run did on the H200.
+
+    One exception, on purpose: the live run warned that LD_LIBRARY_PATH's /usr/local/nvidia/lib64 shadows the
+    wheels, but that folder holds only libcuda, the driver, which no wheel bundles (NVIDIA's container images set it)."""
+    live = json.loads((RUN / "live-statuses.json").read_text())
+    results, _, _ = run_checks(load_plugins(external=False), RecordedHost(fixture("h200-firecracker-2026-11-27")))
+    replayed = {r.id: r.status.value for r in results}
+    assert live.pop("cuda.ld_library_path") == "warn" and replayed.pop("cuda.ld_library_path") == "pass"
+    assert {k: v for k, v in replayed.items() if k in live} == live
