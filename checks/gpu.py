@@ -11,7 +11,7 @@ from gpudoctor.context import (
     request_gpus,
     wsl,
 )
-from gpudoctor.gpus import NO_MODULE, answering_gpus, bus_id, gpu_devices, no_driver
+from gpudoctor.gpus import NO_MODULE, answering, bus_id, no_driver
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import parse_p2p_matrix
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
@@ -92,21 +92,19 @@ def present(pci, driver, nvml, platform, container, environment, nvidia_smi, os)
                 details=[f"PCI vendors here: {', '.join(pci.get('vendors') or []) or 'none'}"])
 
 
-@check("gpu.visible", "Every GPU on the bus is usable", needs=("driver",), uses=("pci", "nvml", "nvidia_smi", "kernel_log", "os", "boot"))
-def visible(driver, pci, nvml, nvidia_smi, kernel_log, os, boot):
+@check("gpu.visible", "Every GPU on the bus is usable", needs=("driver", "gpus"), uses=("pci", "kernel_log", "os", "boot"))
+def visible(driver, gpus, pci, kernel_log, os, boot):
     """A GPU on the bus but unclaimed, lost, or dropped by this driver branch is silently missing (A6, A7, B20)."""
-    if no_driver(driver, nvml):
-        return skip(NO_MODULE)
     on_bus = {bus_id(b) for b in (pci or {}).get("gpus") or []}
     claimed = {bus_id(b) for b in driver.get("gpus") or []}
-    devices = gpu_devices(nvml, nvidia_smi)
+    devices = gpus["devices"]
     lost = [d for d in devices if d.get("error")]
-    answering = {d["bus"] for d in devices if not d.get("error")}
+    answering_buses = {d["bus"] for d in devices if not d.get("error")}
     said = driverlog.cause(kernel_log, os, ((os or {}).get("kernel") or {}).get("arch") or "x86_64", driver.get("version"), boot)
-    if on_bus - claimed or (said and (not answering or said.refuses_a_gpu)):
+    if on_bus - claimed or (said and (not answering_buses or said.refuses_a_gpu)):
         unclaimed = ", ".join(sorted(on_bus - claimed)) or "a GPU"
-        if said and answering:  # the others work on this driver: a branch or flavour switch would cost them
-            return warn(f"{len(answering)} GPU(s) work, but the driver ignores another: {said.summary}", details=said.details,
+        if said and answering_buses:  # the others work on this driver: a branch or flavour switch would cost them
+            return warn(f"{len(answering_buses)} GPU(s) work, but the driver ignores another: {said.summary}", details=said.details,
                         fix="nvidia-smi -L   # the GPUs this driver drives\n"
                             "# the ignored GPU needs another driver than the working ones: remove it from this machine, or give it\n"
                             "# a machine of its own; switching this machine's driver for it would stop the others")
@@ -117,24 +115,24 @@ def visible(driver, pci, nvml, nvidia_smi, kernel_log, os, boot):
             return fail(f"{len(on_bus)} NVIDIA GPU(s) on the PCI bus but the driver claimed {len(claimed)}; unclaimed: {unclaimed}",
                         fix=f"sudo dmesg | grep -i -E 'NVRM|RmInitAdapter'   # why it failed\nlspci -k -s {sorted(on_bus - claimed)[0]}"
                             "   # 'Kernel driver in use' should be nvidia, not nouveau or vfio-pci")
-    if lost or (claimed and answering and claimed - answering):
-        gone = ", ".join(sorted(claimed - answering)) or ", ".join(d["label"] for d in lost)
+    if lost or (claimed and answering_buses and claimed - answering_buses):
+        gone = ", ".join(sorted(claimed - answering_buses)) or ", ".join(d["label"] for d in lost)
         if said and said.kind in ("rm_init_failed", "gsp_firmware", "bar_invalid"):  # it never started: not lost
             return fail(f"GPU(s) {gone} claimed by the driver but not answering: {said.summary}", fix=said.fix, details=said.details)
         return fail(f"the driver knows GPU(s) that NVML cannot reach: {gone} (fallen off the bus or lost)",
                     fix="sudo dmesg | grep -E 'Xid|fallen off'   # Xid 79 confirms it\n"
                         "# check power cables, cooling and seating after the reboot\nsudo reboot")
-    if not answering:
+    if not answering_buses:
         return skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
-    source = "answering NVML" if nvml and not nvml.get("error") else "listed by nvidia-smi"
+    source = "answering NVML" if gpus["source"] == "nvml" else "listed by nvidia-smi (NVML did not answer)"
     seen = f"{len(on_bus)} on the PCI bus, " if on_bus else ""
-    return ok(f"{len(answering)} GPU(s): {seen}{len(claimed) or len(answering)} claimed by the driver, {len(answering)} {source}")
+    return ok(f"{len(answering_buses)} GPU(s): {seen}{len(claimed) or len(answering_buses)} claimed by the driver, {len(answering_buses)} {source}")
 
 
-@check("gpu.inventory", "GPUs, memory and compute capability", uses=("driver", "nvml", "nvidia_smi"))
-def inventory(driver, nvml, nvidia_smi):
+@check("gpu.inventory", "GPUs, memory and compute capability", needs=("gpus",))
+def inventory(gpus):
     """What there is: each GPU's name, memory and compute capability."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+    devices = answering(gpus)
     lines = []
     for d in devices:
         memory = (d.get("memory") or {}).get("total")
@@ -144,10 +142,10 @@ def inventory(driver, nvml, nvidia_smi):
     return ok(f"{len(devices)} × {', '.join(names)}", lines)
 
 
-@check("gpu.ecc", "ECC enabled, no uncorrected errors", uses=("driver", "nvml", "nvidia_smi"))
-def ecc(driver, nvml, nvidia_smi):
+@check("gpu.ecc", "ECC enabled, no uncorrected errors", needs=("gpus",))
+def ecc(gpus):
     """Uncorrected ECC errors corrupt or kill training; ECC off hides them (B17)."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+    devices = answering(gpus)
     bad = [d for d in devices if (d.get("ecc_uncorrected_volatile") or 0) > 0]
     if bad:
         d = bad[0]
@@ -169,10 +167,10 @@ def ecc(driver, nvml, nvidia_smi):
     return ok(f"ECC on, no uncorrected errors on {len(supported)} GPU(s)")
 
 
-@check("gpu.memory_health", "No pending or failed row remaps or page retirements", uses=("driver", "nvml", "nvidia_smi"))
-def memory_health(driver, nvml, nvidia_smi):
+@check("gpu.memory_health", "No pending or failed row remaps or page retirements", needs=("gpus",))
+def memory_health(gpus):
     """A pending row remap applies only after a reset; a failed one means RMA (B18)."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+    devices = answering(gpus)
     for d in devices:
         rows = d.get("remapped_rows")
         if isinstance(rows, list) and len(rows) == 4 and rows[3]:
@@ -216,10 +214,10 @@ def xid(kernel_log, driver, nvml):
                    details=lines)
 
 
-@check("gpu.pcie_link", "PCIe link at full speed", uses=("driver", "nvml", "nvidia_smi"))
-def pcie_link(driver, nvml, nvidia_smi):
+@check("gpu.pcie_link", "PCIe link at full speed", needs=("gpus",))
+def pcie_link(gpus):
     """A link below its capability slows every host-device copy; idle links train down legitimately (B24)."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+    devices = answering(gpus)
     slow, idle_notes = [], []
     for d in devices:
         gen, gen_max, width, width_max = (d.get(k) for k in ("pcie_gen_cur", "pcie_gen_max", "pcie_width_cur", "pcie_width_max"))
@@ -276,10 +274,10 @@ def _clock_causes(d: dict) -> list[tuple[str, str, str]]:
     return found
 
 
-@check("gpu.thermal", "Temperature, power and clock throttling", uses=("driver", "nvml", "nvidia_smi"))
-def thermal(driver, nvml, nvidia_smi):
+@check("gpu.thermal", "Temperature, power and clock throttling", needs=("gpus",))
+def thermal(gpus):
     """Each clock-event reason has its own cause and fix (B25): power brake, power cap, heat, application clocks."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+    devices = answering(gpus)
     found = [cause for d in devices for cause in _clock_causes(d)]
     for d in devices:
         slowdown = d.get("temperature_slowdown")
@@ -293,10 +291,10 @@ def thermal(driver, nvml, nvidia_smi):
     return ok("no thermal or power throttling" + (f"; hottest GPU {max(temps)} °C" if temps else ""))
 
 
-@check("gpu.mig", "MIG mode as intended", uses=("driver", "nvml", "nvidia_smi"))
-def mig(driver, nvml, nvidia_smi):
+@check("gpu.mig", "MIG mode as intended", needs=("gpus",))
+def mig(gpus):
     """MIG splits each GPU: a process sees one slice, not the GPU (B26)."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+    devices = answering(gpus)
     modes = [(d, d.get("mig_mode")) for d in devices if isinstance(d.get("mig_mode"), list)]
     on = [d for d, m in modes if m[0] == 1]
     pending = [d for d, m in modes if m[0] != m[1]]
@@ -320,10 +318,10 @@ def mig(driver, nvml, nvidia_smi):
     return ok("MIG is off" if modes else "MIG is not supported on these GPUs")
 
 
-@check("gpu.compute_mode", "Compute mode lets processes in", uses=("driver", "nvml", "nvidia_smi"))
-def compute_mode(driver, nvml, nvidia_smi):
+@check("gpu.compute_mode", "Compute mode lets processes in", needs=("gpus",))
+def compute_mode(gpus):
     """Prohibited or exclusive compute modes turn processes away."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+    devices = answering(gpus)
     odd = [d for d in devices if d.get("compute_mode") not in (None, 0)]
     if not odd:
         return ok("compute mode Default on every GPU")
@@ -336,10 +334,10 @@ def compute_mode(driver, nvml, nvidia_smi):
                 "(a second rank or a notebook gets 'all CUDA-capable devices are busy')", fix=fix)
 
 
-@check("gpu.processes", "No other processes holding GPU memory", uses=("driver", "nvml", "nvidia_smi"))
-def processes(driver, nvml, nvidia_smi):
+@check("gpu.processes", "No other processes holding GPU memory", needs=("gpus",))
+def processes(gpus):
     """Memory held by other processes runs a new job out of memory (E51)."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+    devices = answering(gpus)
     lines, busy = [], []
     for d in devices:
         memory = d.get("memory") or {}
@@ -380,8 +378,8 @@ def _hidden_tokens(value: str, devices: list[dict]) -> list[str]:
 
 
 @check("gpu.visible_devices", "CUDA_VISIBLE_DEVICES shows the GPUs", needs=("environment",),
-       uses=("driver", "nvml", "nvidia_smi", "container", "pci"))
-def visible_devices(environment, driver, nvml, nvidia_smi, container, pci):
+       uses=("gpus", "container", "pci"))
+def visible_devices(environment, gpus, container, pci):
     """CUDA_VISIBLE_DEVICES or NVIDIA_VISIBLE_DEVICES can hide every GPU or name missing ones (E43).
 
     Judged with or without a driver: a variable that hides every GPU will still hide them once the
@@ -389,7 +387,7 @@ def visible_devices(environment, driver, nvml, nvidia_smi, container, pci):
     """
     value = environment.get("CUDA_VISIBLE_DEVICES")
     runtime = environment.get("NVIDIA_VISIBLE_DEVICES")
-    devices = [] if no_driver(driver, nvml) else [d for d in gpu_devices(nvml, nvidia_smi) if not d.get("error")]
+    devices = [d for d in (gpus or {}).get("devices", []) if not d.get("error")]
     count = len(devices) or len((pci or {}).get("gpus") or [])
     valid = ",".join(str(i) for i in range(count)) if count else "0"
     if runtime in ("void", "none", "") and any((container or {}).values()):
@@ -421,10 +419,10 @@ def visible_devices(environment, driver, nvml, nvidia_smi, container, pci):
     return ok(f"CUDA_VISIBLE_DEVICES={value}: CUDA sees {shown} of {count} GPU(s)")
 
 
-@check("gpu.device_order", "CUDA numbers the GPUs as nvidia-smi does", needs=("environment",), uses=("driver", "nvml", "nvidia_smi"))
-def device_order(environment, driver, nvml, nvidia_smi):
+@check("gpu.device_order", "CUDA numbers the GPUs as nvidia-smi does", needs=("environment", "gpus"))
+def device_order(environment, gpus):
     """Mixed GPU models with CUDA_DEVICE_ORDER unset: CUDA counts fastest first, nvidia-smi by PCI bus, so cuda:0 is not GPU 0."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+    devices = answering(gpus)
     names = sorted({d.get("name") or "?" for d in devices})
     if len(names) < 2:
         return ok(f"one GPU model ({names[0]}): CUDA's order and nvidia-smi's agree" if devices else "no GPUs to order")
@@ -440,10 +438,10 @@ P2P_MEANING = {"CNS": "the chipset does not support it", "GNS": "the GPU does no
                "TNS": "the topology does not support it", "NS": "not supported", "U": "unknown"}
 
 
-@check("gpu.p2p", "Peer-to-peer access between GPUs", needs=("p2p",), uses=("driver", "nvml", "nvidia_smi", "os"))
-def p2p(p2p, driver, nvml, nvidia_smi, os):
+@check("gpu.p2p", "Peer-to-peer access between GPUs", needs=("p2p", "gpus"), uses=("os",))
+def p2p(p2p, gpus, os):
     """Peer-to-peer blocked by ACS or the IOMMU makes NCCL hang or crawl (E48)."""
-    devices = answering_gpus(driver, nvml, nvidia_smi)
+    devices = answering(gpus)
     if len(devices) < 2:
         return skip("one GPU: no peer-to-peer traffic")
     if p2p["matrix"] is None:

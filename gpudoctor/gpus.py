@@ -11,7 +11,7 @@ import re
 from gpudoctor import kb
 from gpudoctor.compat import cuda_of_driver
 from gpudoctor.novalue import known, reasons
-from gpudoctor.plugin import Skip
+from gpudoctor.plugin import Skip, combiner
 
 NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
 
@@ -77,6 +77,27 @@ def answering_gpus(driver, nvml, nvidia_smi) -> list[dict]:
     if no_driver(driver, nvml):
         raise Skip(NO_MODULE)
     devices = [d for d in gpu_devices(nvml, nvidia_smi) if not d.get("error")]
+    if not devices:
+        raise Skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
+    return devices
+
+
+@combiner("gpus", uses=("driver", "nvml", "nvidia_smi"))
+def gpus(driver, nvml, nvidia_smi) -> dict:
+    """The GPUs, computed once for every check: NVML first, nvidia-smi's XML where NVML has no answer.
+
+    Without a driver there are none to judge: checks that need `gpus` then skip, saying so once here."""
+    if no_driver(driver, nvml):
+        raise Skip(NO_MODULE)
+    devices = gpu_devices(nvml, nvidia_smi)
+    source = "nvml" if nvml and not nvml.get("error") else "nvidia-smi"
+    return {"source": source, "devices": devices, "driver_cuda": driver_cuda(nvml, nvidia_smi),
+            "capabilities": [d["cc"] for d in devices if d.get("cc")]}
+
+
+def answering(gpus: dict) -> list[dict]:
+    """The GPUs that answered; skips the check, saying why, when none did."""
+    devices = [d for d in gpus["devices"] if not d.get("error")]
     if not devices:
         raise Skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
     return devices

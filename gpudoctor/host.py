@@ -365,17 +365,31 @@ def _group_name(gid: int) -> str:
 
 
 class RecordedHost:
-    """Answers from evidence recorded elsewhere; the same questions as `LiveHost`."""
+    """Answers from evidence recorded elsewhere; the same questions as `LiveHost`.
+
+    A question the evidence has no answer to gets "not recorded" (`run`, `read`) or raises NotRecorded (`listdir`,
+    `stat`, `which`, ...). Either way, a collector that then fails is not a bug: the runner asks `unanswered()`
+    and marks its facts "not recorded", so a plugin's collector needs no replay-specific code."""
 
     def __init__(self, evidence: Evidence, timeout: float = 10.0):
         self.evidence = evidence
         self.timeout = timeout
         self.environ = dict(evidence.data.get("env") or {})
         self.options = dict(evidence.data.get("options") or {})
+        self._asked = threading.local()
+
+    def unanswered(self) -> list[str]:
+        """The questions this thread asked that the evidence could not answer, since the last call."""
+        missing, self._asked.missing = getattr(self._asked, "missing", []), []
+        return missing
+
+    def _miss(self, question: str) -> None:
+        self._asked.missing = [*getattr(self._asked, "missing", []), question]
 
     def run(self, argv, timeout: float | None = None) -> CommandResult:
         data = self.evidence.get("commands", command_key(argv))
         if data is None:
+            self._miss(" ".join(argv))
             return CommandResult(tuple(argv), None, error=NOT_RECORDED)
         fields = {k: data[k] for k in ("rc", "stdout", "stderr", "duration_s", "error", "truncated") if k in data}
         return CommandResult(tuple(argv), **{"rc": None, **fields})
@@ -389,6 +403,7 @@ class RecordedHost:
     def read(self, path: str, limit: int = FILE_CAP) -> FileRead:
         data = self.evidence.get("files", path)
         if data is None:
+            self._miss(path)
             return FileRead(path, error=NOT_RECORDED)
         if data.get("text") is not None:
             return FileRead(path, data["text"][:limit])
@@ -406,6 +421,7 @@ class RecordedHost:
     def _lookup(self, section: str, key: str):
         recorded = self.evidence.data.get(section, {})
         if key not in recorded:
+            self._miss(f"{section} of {key}")
             raise NotRecorded(f"{section} of {key}")
         return recorded[key]
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from gpudoctor.models import Verdict, fail, ok, skip, warn
 
-__all__ = ["Check", "Collector", "Skip", "check", "collector", "fail", "ok", "skip", "warn", "Verdict"]
+__all__ = ["Check", "Collector", "Combiner", "Skip", "check", "collector", "combiner", "fail", "ok", "skip", "warn", "Verdict"]
 
 _ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
 _FACT = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -61,27 +61,74 @@ class Check:
         return self.id.split(".", 1)[0]
 
 
-def collector(name: str, timeout: float | None = None) -> Callable[[Callable], Collector]:
-    """Declare a collector whose facts are stored under `name`."""
+@dataclass(frozen=True)
+class Combiner:
+    """Facts computed from facts (insights-core's combiners): one view many checks share, computed once.
+
+    It raises `Skip` when its view does not exist here (no driver, say); checks that need it then skip
+    with that reason, stated once."""
+
+    name: str
+    func: Callable[..., dict]
+    needs: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ()
+
+
+SPEC = "gpudoctor"  # the attribute a decorated function carries its declaration in, as pluggy's markers do
+
+
+def spec_of(func) -> Collector | Check | Combiner | None:
+    """What a decorator declared on `func`, if anything."""
+    found = getattr(func, SPEC, None)
+    return found if isinstance(found, (Collector, Check, Combiner)) else None
+
+
+def _mark(func: Callable, spec) -> Callable:
+    setattr(func, SPEC, spec)
+    return func
+
+
+def _parameters_match(what: str, func: Callable, names: tuple[str, ...]) -> None:
+    """A parameter the declaration does not give, or a fact no parameter takes, fails at import, not at run time."""
+    params = [p.name for p in inspect.signature(func).parameters.values() if p.default is inspect.Parameter.empty]
+    if set(params) != set(names) or len(set(names)) != len(names):
+        lacking, unused = sorted(set(names) - set(params)), sorted(set(params) - set(names))
+        raise ValueError(f"{what}: needs/uses and the function's parameters differ"
+                         + (f"; no parameter for {lacking}" if lacking else "") + (f"; not declared: {unused}" if unused else ""))
+
+
+def collector(name: str, timeout: float | None = None) -> Callable[[Callable], Callable]:
+    """Declare a collector whose facts are stored under `name`; the function stays callable as written."""
     if not _FACT.match(name):
         raise ValueError(f"collector name {name!r} must be a lower-case identifier")
 
-    def wrap(func: Callable) -> Collector:
-        return Collector(name, func, timeout)
+    def wrap(func: Callable) -> Callable:
+        if len(inspect.signature(func).parameters) != 1:
+            raise ValueError(f"collector {name}: the function takes one argument, the host")
+        return _mark(func, Collector(name, func, timeout))
 
     return wrap
 
 
-def check(id: str, title: str, needs: tuple[str, ...] = (), uses: tuple[str, ...] = ()) -> Callable[[Callable], Check]:
-    """Declare a check with a stable dotted id (`area.name`), given facts by name."""
+def combiner(name: str, needs: tuple[str, ...] = (), uses: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    """Declare facts computed from other facts, stored under `name` for the checks that name it."""
+    if not _FACT.match(name):
+        raise ValueError(f"combiner name {name!r} must be a lower-case identifier")
+
+    def wrap(func: Callable) -> Callable:
+        _parameters_match(f"combiner {name}", func, tuple(needs) + tuple(uses))
+        return _mark(func, Combiner(name, func, tuple(needs), tuple(uses)))
+
+    return wrap
+
+
+def check(id: str, title: str, needs: tuple[str, ...] = (), uses: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    """Declare a check with a stable dotted id (`area.name`), given facts by name; the function stays callable."""
     if not _ID.match(id):
         raise ValueError(f"check id {id!r} must look like 'area.name'")
 
-    def wrap(func: Callable) -> Check:
-        params = set(inspect.signature(func).parameters)
-        missing = (set(needs) | set(uses)) - params
-        if missing:
-            raise ValueError(f"check {id}: function lacks parameters {sorted(missing)}")
-        return Check(id, title, func, tuple(needs), tuple(uses))
+    def wrap(func: Callable) -> Callable:
+        _parameters_match(f"check {id}", func, tuple(needs) + tuple(uses))
+        return _mark(func, Check(id, title, func, tuple(needs), tuple(uses)))
 
     return wrap

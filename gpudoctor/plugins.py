@@ -7,15 +7,17 @@ to import is kept as a `Plugin` with `load_error` set, which the runner reports 
 
 from __future__ import annotations
 
+import difflib
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 
-from gpudoctor.plugin import Check, Collector
+from gpudoctor.plugin import Check, Collector, Combiner, spec_of
 
 ENTRY_POINT_GROUP = "gpudoctor.checks"
 
 BUILTIN = (
+    "gpudoctor.gpus",
     "gpudoctor.checks.system",
     "gpudoctor.checks.driver",
     "gpudoctor.checks.gpu",
@@ -39,16 +41,19 @@ class Plugin:
     collectors: tuple[Collector, ...] = ()
     checks: tuple[Check, ...] = ()
     load_error: str | None = None
+    combiners: tuple[Combiner, ...] = ()
+    problems: tuple[tuple[str, str], ...] = ()  # (check id, why it cannot run), found when plugins load
 
 
 def from_module(module: ModuleType, name: str, distribution: str) -> Plugin:
-    """Gather a module's decorated collectors and checks in definition order."""
-    members = vars(module).values()
+    """Gather what a module defines (not what it imports from another) in definition order."""
+    specs = [spec_of(m) for m in vars(module).values() if getattr(m, "__module__", None) == module.__name__]
     return Plugin(
         name=name,
         distribution=distribution,
-        collectors=tuple(m for m in members if isinstance(m, Collector)),
-        checks=tuple(m for m in members if isinstance(m, Check)),
+        collectors=tuple(s for s in specs if isinstance(s, Collector)),
+        checks=tuple(s for s in specs if isinstance(s, Check)),
+        combiners=tuple(s for s in specs if isinstance(s, Combiner)),
     )
 
 
@@ -61,21 +66,49 @@ def _load(module_name: str, name: str, distribution: str) -> Plugin:
 
 
 def _entry_points() -> list[tuple[str, str, str]]:
-    """(name, module, distribution) of each registered plugin, found by walking the
-    installed distributions: EntryPoint.dist, which names the owner, is Python 3.10+."""
+    """(name, module, distribution) of each registered plugin, found by walking the installed distributions
+    (EntryPoint.dist, which names the owner, is Python 3.10+). One name claimed by two distributions is a clash,
+    kept with both owners named, never one silently replacing the other."""
     from importlib.metadata import distributions
 
-    found = {}
+    found: dict[str, list[tuple[str, str]]] = {}
     for dist in distributions():
         for ep in dist.entry_points:
             if ep.group == ENTRY_POINT_GROUP:
-                found.setdefault(ep.name, (ep.name, ep.value.split(":", 1)[0], dist.metadata["Name"] or "unknown"))
-    return sorted(found.values())
+                owner = (ep.value.split(":", 1)[0], dist.metadata["Name"] or "unknown")
+                if owner not in found.setdefault(ep.name, []):  # a distribution seen twice on sys.path is one
+                    found[ep.name].append(owner)
+    return sorted((name, owners[0][0], " and ".join(sorted(d for _, d in owners))) for name, owners in found.items())
+
+
+def _clash(name: str, distribution: str) -> Plugin | None:
+    if " and " in distribution:
+        return Plugin(name, distribution, load_error=f"the plugin name {name!r} is registered by both {distribution}: "
+                                                     "uninstall one, or rename its entry point")
+    return None
+
+
+def _problems(plugins: list[Plugin]) -> list[Plugin]:
+    """Name, when plugins load, each check whose `needs`/`uses` names a fact nothing provides (a typo would
+    otherwise skip it forever as "facts not collected")."""
+    provided = {c.name for p in plugins for c in p.collectors + p.combiners}
+    out = []
+    for plugin in plugins:
+        problems = []
+        for chk in plugin.checks:
+            unknown = [n for n in chk.needs + chk.uses if n not in provided]
+            if unknown:
+                hints = {n: difflib.get_close_matches(n, provided, 1) for n in unknown}
+                named = ", ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items())
+                problems.append((chk.id, f"check {chk.id} of plugin {plugin.name} ({plugin.distribution}) names facts "
+                                         f"no collector provides: {named}"))
+        out.append(replace(plugin, problems=tuple(problems)) if problems else plugin)
+    return out
 
 
 def load_plugins(builtin: tuple[str, ...] = BUILTIN, external: bool = True) -> list[Plugin]:
-    """Every plugin: the built-ins, then those registered under the entry-point group."""
+    """Every plugin: the built-ins, then those registered under the entry-point group, checked for clashes."""
     plugins = [_load(module_name, module_name.rsplit(".", 1)[-1], "gpudoctor") for module_name in builtin]
     if external:
-        plugins += [_load(module, name, distribution) for name, module, distribution in _entry_points()]
-    return plugins
+        plugins += [_clash(name, dist) or _load(module, name, dist) for name, module, dist in _entry_points()]
+    return _problems(plugins)

@@ -104,6 +104,8 @@ def _area(plugin: Plugin, col: Collector) -> str:
 
 
 def _collect_one(host: Any, plugin: Plugin, col: Collector, done: queue.Queue) -> None:
+    unanswered = getattr(host, "unanswered", list)
+    unanswered()
     try:
         value = col.func(host)
         if not isinstance(value, dict):
@@ -111,17 +113,21 @@ def _collect_one(host: Any, plugin: Plugin, col: Collector, done: queue.Queue) -
     except NotRecorded as exc:
         done.put((col.name, None, exc))
     except Exception as exc:
-        done.put((col.name, None, f"{type(exc).__name__}: {exc}"))
+        missing = unanswered()  # in replay, a collector that failed after a question with no answer lacked evidence
+        done.put((col.name, None, NotRecorded(missing[0]) if missing else f"{type(exc).__name__}: {exc}"))
     else:
         done.put((col.name, value, None))
 
 
-def judge(plugin: Plugin, chk: Check, facts: dict, unrecorded: dict[str, str]) -> Result:
-    """Run one check on the facts; a missing required fact makes it a skip."""
+def judge(plugin: Plugin, chk: Check, facts: dict, unrecorded: dict[str, str], absent: dict[str, str] | None = None) -> Result:
+    """Run one check on the facts; a missing required fact makes it a skip, saying why the fact is missing."""
     start = time.perf_counter()
     missing = [name for name in chk.needs if name not in facts]
+    absent = absent or {}
     try:
-        if missing:
+        if missing and missing[0] in absent:
+            verdict = skip(absent[missing[0]])
+        elif missing:
             why = [f"{name} ({unrecorded[name]} not recorded)" if name in unrecorded else name for name in missing]
             verdict = skip(f"facts not collected: {', '.join(why)}")
         else:
@@ -138,6 +144,49 @@ def judge(plugin: Plugin, chk: Check, facts: dict, unrecorded: dict[str, str]) -
                   time.perf_counter() - start, plugin.distribution)
 
 
+def combine(plugins: list[Plugin], facts: dict, wanted: set[str]) -> tuple[dict, dict[str, str], list[Result]]:
+    """Compute the wanted combiners from the facts, each once, in the order their inputs allow.
+
+    Returns their facts, why each that does not exist here is absent (its Skip, or a fact it needs), and errors."""
+    pending = {c.name: (p, c) for p in plugins for c in p.combiners if c.name in wanted}
+    derived, absent, errors = {}, {}, []
+    while pending:
+        ready = [n for n, (_, c) in pending.items() if not (set(c.needs + c.uses) & set(pending))]
+        if not ready:  # a cycle: name it instead of looping
+            for name, (plugin, _) in pending.items():
+                errors.append(_error(f"plugin.{_slug(plugin.name)}", f"Combine {name}", plugin, f"combiner {name} depends on itself"))
+            break
+        for name in ready:
+            plugin, comb = pending.pop(name)
+            known = {**facts, **derived}
+            lacking = [n for n in comb.needs if n not in known]
+            if lacking:
+                absent[name] = absent.get(lacking[0]) or f"facts not collected: {', '.join(lacking)}"
+                continue
+            try:
+                derived[name] = comb.func(**{n: known.get(n) for n in comb.needs + comb.uses})
+            except Skip as reason:
+                absent[name] = str(reason)
+            except Exception as exc:
+                errors.append(_error(f"plugin.{_slug(plugin.name)}", f"Combine {name}", plugin,
+                                     f"combiner {name} of plugin {plugin.name} raised {type(exc).__name__}: {exc}"))
+                absent[name] = f"combiner {name} failed (see its error)"
+    return derived, absent, errors
+
+
+def _inputs(plugins: list[Plugin], names: set[str]) -> set[str]:
+    """The names asked for, and everything the combiners among them are computed from."""
+    combiners = {c.name: c for p in plugins for c in p.combiners}
+    out, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in out:
+            out.add(name)
+            if name in combiners:
+                todo.extend(combiners[name].needs + combiners[name].uses)
+    return out
+
+
 def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selection(),
                timeout: float = 10.0, facts: dict | None = None) -> tuple[list[Result], dict, dict]:
     """Collect what the selected checks need, judge them, and return results and facts.
@@ -146,19 +195,24 @@ def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selectio
     """
     results: list[Result] = []
     chosen: list[tuple[Plugin, Check]] = []
-    seen: set[str] = set()
+    seen: dict[str, Plugin] = {}
     for plugin in plugins:
         if plugin.load_error:
             results.append(_error(f"plugin.{_slug(plugin.name)}", f"Load plugin {plugin.name}", plugin,
                                   f"plugin {plugin.name} from {plugin.distribution} failed to load: {plugin.load_error}"))
             continue
+        problems = dict(plugin.problems)
         for chk in plugin.checks:
             if chk.id in seen:
-                results.append(_error(chk.id, chk.title, plugin, f"duplicate check id {chk.id} in plugin {plugin.name}"))
+                first = seen[chk.id]
+                results.append(_error(chk.id, chk.title, plugin, f"check id {chk.id} is defined by both {first.name} "
+                                      f"({first.distribution}) and {plugin.name} ({plugin.distribution}); the first one ran"))
+            elif chk.id in problems and selection.wants(chk):
+                results.append(_error(chk.id, chk.title, plugin, problems[chk.id]))
             elif selection.wants(chk):
-                seen.add(chk.id)
+                seen[chk.id] = plugin
                 chosen.append((plugin, chk))
-    wanted = {name for _, chk in chosen for name in chk.needs + chk.uses}
+    wanted = _inputs(plugins, {name for _, chk in chosen for name in chk.needs + chk.uses})
     jobs, owners = [], {}
     for plugin in plugins:
         for col in plugin.collectors:
@@ -170,13 +224,16 @@ def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selectio
                 if col.name in wanted:
                     jobs.append((plugin, col))
     collected = collect(host, jobs, timeout) if facts is None else Collected(facts=dict(facts))
-    results.extend(collected.errors)
-    results.extend(judge(plugin, chk, collected.facts, collected.unrecorded) for plugin, chk in chosen)
+    combiners = {c.name for p in plugins for c in p.combiners}
+    raw = {k: v for k, v in collected.facts.items() if k not in combiners}  # a report's copy is computed afresh
+    derived, absent, errors = combine(plugins, raw, wanted)
+    results.extend(collected.errors + errors)
+    results.extend(judge(plugin, chk, {**raw, **derived}, collected.unrecorded, absent) for plugin, chk in chosen)
     order = {}
     for plugin in plugins:
         for chk in plugin.checks:
             order.setdefault(chk.area, len(order))
-    return sorted(results, key=lambda r: (order.get(r.area, len(order)), r.id)), collected.facts, collected.timings
+    return sorted(results, key=lambda r: (order.get(r.area, len(order)), r.id)), raw, collected.timings
 
 
 def _slug(name: str) -> str:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 import textwrap
 import time
+import types
 
 import psutil
 import pytest
-from evidence_helpers import fixture
+from evidence_helpers import fixture, this_machine
 
 from gpudoctor.evidence import Evidence
 from gpudoctor.host import NOT_FOUND, TIMED_OUT, LiveHost, RecordedHost
 from gpudoctor.models import Status, Verdict, fail, ok, warn
-from gpudoctor.plugins import BUILTIN, load_plugins
+from gpudoctor.plugins import BUILTIN, from_module, load_plugins
 from gpudoctor.runner import Selection, run_checks, unknown_names
 
 PLUGIN = '''
@@ -91,7 +92,7 @@ def wait_gone(match, seconds: float = 3.0) -> bool:
 
 def test_builtins_are_listed_once_and_load_as_plugins():
     plugins = load_plugins(external=False)
-    assert [p.name for p in plugins] == [b.rsplit(".", 1)[1] for b in BUILTIN] == ["system", "driver", "gpu", "cuda", "python", "torch", "cudnn", "tensorflow", "jax", "conda", "smoke"]
+    assert [p.name for p in plugins] == [b.rsplit(".", 1)[1] for b in BUILTIN] == ["gpus", "system", "driver", "gpu", "cuda", "python", "torch", "cudnn", "tensorflow", "jax", "conda", "smoke"]
     ids = [c.id for p in plugins for c in p.checks]
     assert len(ids) == len(set(ids)) and all(p.distribution == "gpudoctor" for p in plugins)
 
@@ -134,7 +135,8 @@ def test_duplicate_ids_and_unknown_names(tmp_path, monkeypatch):
         '''))
     plugins = load_plugins()
     results, _, _ = run_checks(plugins, RecordedHost(Evidence()), Selection(only=frozenset({"system.os"})))
-    assert any(r.status == Status.ERROR and "duplicate check id system.os" in r.summary for r in results)
+    clash = [r for r in results if r.id == "system.os" and r.status == Status.ERROR]
+    assert len(clash) == 1 and "defined by both system (gpudoctor) and dup_plugin (dup-plugin)" in clash[0].summary
     assert unknown_names(plugins, ["gpu", "system.os", "no.such.check", "nope"]) == ["no.such.check", "nope"]
 
 
@@ -197,3 +199,83 @@ def test_a_collector_name_taken_twice_is_an_error(tmp_path, monkeypatch):
     assert any(r.status == Status.ERROR and "'os' of plugin twin_plugin is already defined by plugin system" in r.summary
                for r in results)
     assert facts["os"]["id"] == "ubuntu"
+
+
+# -- the plugin API as a third party meets it ----------------------------------------------------------
+def test_a_decorated_check_stays_a_plain_function_with_its_declaration_attached():
+    from gpudoctor.plugin import Check, check, ok, spec_of
+
+    @check("site.scratch", "Scratch mounted", needs=("site_mounts",))
+    def scratch(site_mounts):
+        return ok("mounted") if site_mounts["scratch"] else ok("not needed")
+
+    assert scratch({"scratch": True}).summary == "mounted"  # callable as written, as pluggy's hooks are
+    assert isinstance(spec_of(scratch), Check) and spec_of(scratch).needs == ("site_mounts",)
+
+
+@pytest.mark.parametrize("declared, signature, words", [
+    ('needs=("nvml",)', "def f(nvml, driver)", "not declared: ['driver']"),
+    ('needs=("nvml",), uses=("driver",)', "def f(nvml)", "no parameter for ['driver']"),
+])
+def test_needs_and_parameters_that_differ_fail_when_the_plugin_loads(tmp_path, monkeypatch, declared, signature, words):
+    install_fake_distribution(tmp_path, monkeypatch, "sloppy-plugin", "sloppy_plugin", textwrap.dedent(f'''
+        from gpudoctor.plugin import check, ok
+        @check("sloppy.one", "One", {declared})
+        {signature}:
+            return ok("fine")
+        '''))
+    [sloppy] = [p for p in load_plugins() if p.name == "sloppy_plugin"]
+    assert "sloppy-plugin" == sloppy.distribution and words in sloppy.load_error
+
+
+def test_a_typo_in_needs_is_named_with_the_fact_meant_instead_of_skipping_forever(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "typo-plugin", "typo_plugin", textwrap.dedent('''
+        from gpudoctor.plugin import check, ok
+        @check("typo.ecc", "ECC", needs=("nvmll",))
+        def ecc(nvmll):
+            return ok("fine")
+        '''))
+    results, _, _ = run_checks(load_plugins(), RecordedHost(fixture("h200-2026-11-26")), Selection(only=frozenset({"typo"})))
+    [result] = results
+    assert result.status == Status.ERROR and "'nvmll' (did you mean 'nvml'?)" in result.summary and "typo-plugin" in result.summary
+
+
+def test_a_builtin_collector_imported_into_a_plugin_is_not_registered_twice(tmp_path, monkeypatch):
+    install_fake_distribution(tmp_path, monkeypatch, "reuse-plugin", "reuse_plugin", textwrap.dedent('''
+        from gpudoctor.checks.driver import collect_nvidia_smi
+        from gpudoctor.plugin import check, ok
+        @check("reuse.smi", "nvidia-smi answers", needs=("nvidia_smi",))
+        def smi(nvidia_smi):
+            return ok(f"rc {nvidia_smi['rc']}")
+        '''))
+    [reuse] = [p for p in load_plugins() if p.name == "reuse_plugin"]
+    assert reuse.collectors == () and [c.id for c in reuse.checks] == ["reuse.smi"]
+    results, _, _ = run_checks(load_plugins(), RecordedHost(fixture("h200-2026-11-26")), Selection(only=frozenset({"reuse"})))
+    assert [(r.id, r.status, r.summary) for r in results] == [("reuse.smi", Status.PASS, "rc 0")]
+
+
+def test_two_distributions_claiming_one_plugin_name_are_refused_naming_both(tmp_path, monkeypatch):
+    for dist, folder in (("first-dist", "a"), ("second-dist", "b")):
+        (tmp_path / folder).mkdir()
+        install_fake_distribution(tmp_path / folder, monkeypatch, dist, "same_name", "")
+    [clash] = [p for p in load_plugins() if p.name == "same_name"]
+    assert clash.load_error.startswith("the plugin name 'same_name' is registered by both first-dist and second-dist")
+
+
+def test_the_docstring_example_replays_without_replay_code():
+    """plugin.py's own example reads /proc/mounts; replayed from evidence that lacks it, its check skips, saying so."""
+    from gpudoctor import plugin as api
+
+    module = types.ModuleType("example")
+    exec(textwrap.dedent(api.__doc__.split("::", 1)[1]), module.__dict__)
+    results, _, _ = run_checks([from_module(module, "example", "example-dist")], RecordedHost(fixture("h200-2026-11-26")))
+    [result] = results
+    assert result.status == Status.SKIP and "/proc/mounts not recorded" in result.summary
+
+
+def test_a_combiner_skips_its_checks_once_with_its_reason():
+    """No driver: every check that needs the GPUs skips with the one reason the gpus combiner gives."""
+    results, _, _ = run_checks(load_plugins(external=False), RecordedHost(this_machine()), Selection(only=frozenset({"gpu"})))
+    by_id = {r.id: r for r in results}
+    for id in ("gpu.inventory", "gpu.ecc", "gpu.thermal", "gpu.pcie_link", "gpu.mig"):
+        assert (by_id[id].status, by_id[id].summary) == (Status.SKIP, "no NVIDIA kernel module is loaded (see driver.loaded)")

@@ -53,7 +53,7 @@ def test_every_gpu_in_the_fixtures_has_a_compute_capability(name):
     host = RecordedHost(ev)
     from gpudoctor.checks.driver import collect_nvidia_smi
 
-    smi = collect_nvidia_smi.func(host)
+    smi = collect_nvidia_smi(host)
     devices = gpu_devices(host.nvml(), smi)
     assert devices and all(d["cc"] for d in devices), [(d["name"], d["cc"]) for d in devices]
     assert results["gpu.inventory"].status.value == "pass"
