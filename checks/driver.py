@@ -11,6 +11,7 @@ from gpudoctor.causes import fabric_down
 from gpudoctor.context import confined, gpuless_place, on_the_host, request_gpus, wsl
 from gpudoctor.gpus import (
     NO_MODULE,
+    answering,
     capability_of,
     gpu_devices,
     no_driver,
@@ -184,12 +185,10 @@ def loaded(driver, os, container, pci, nvidia_smi, nvml, kernel_log, boot, modul
     return fail(summary, fix=_host_fix(_install(os, nvml, nvidia_smi), container, environment))
 
 
-@check("driver.module_flavor", "Open or proprietary module fits the GPUs", needs=("driver",), uses=("nvml", "nvidia_smi", "os"))
-def module_flavor(driver, nvml, nvidia_smi, os):
+@check("driver.module_flavor", "Open or proprietary module fits the GPUs", needs=("driver", "gpus"), uses=("os",))
+def module_flavor(driver, gpus, os):
     """Blackwell needs the open module; pre-Turing GPUs need the proprietary one (A6, A7)."""
-    if no_driver(driver, nvml):
-        return skip(NO_MODULE)
-    devices = [d for d in gpu_devices(nvml, nvidia_smi) if d.get("cc")] or \
+    devices = [d for d in gpus["devices"] if d.get("cc")] or \
         [{"name": name, "cc": capability_of(name)} for name in (driver.get("models") or {}).values() if capability_of(name)]
     if driver["open"] is None or not devices:
         return skip("the module flavour or the GPUs' compute capability is unknown")
@@ -346,26 +345,31 @@ def uvm(devices, modules, driver, nvml, kernel_log, os, container, environment):
                     "echo nvidia_uvm | sudo tee /etc/modules-load.d/nvidia-uvm.conf   # load it at every boot")
 
 
-@check("driver.persistence", "Persistence mode", uses=("driver", "nvml", "nvidia_smi", "services", "kernel_log"))
-def persistence(driver, nvml, nvidia_smi, services, kernel_log):
-    """Without persistence each CUDA start re-initialises the GPUs; legacy -pm 1 is going away (A12)."""
-    if no_driver(driver, nvml):
-        return skip(NO_MODULE)
+@check("driver.persistence", "Persistence mode", needs=("gpus",), uses=("services", "kernel_log"))
+def persistence(gpus, services, kernel_log):
+    """Without persistence each CUDA start re-initialises the GPUs; legacy -pm 1 is going away (A12).
+
+    A GPU whose persistence mode reads N/A (Windows' WDDM driver model, WSL2) has none to turn on: neither on nor off."""
     daemon = ((services or {}).get("states") or {}).get("nvidia-persistenced")
     if daemon == "active":
         return ok("nvidia-persistenced is running")
-    devices = gpu_devices(nvml, nvidia_smi)
+    devices = answering(gpus)
     off = [d for d in devices if d.get("persistence_mode") in (0, False)]
+    unknown = [d for d in devices if d.get("persistence_mode") is None]
+    if len(unknown) == len(devices):
+        why = unknown[0].get("no_value", {}).get("persistence_mode", "no answer")
+        return skip(f"persistence mode does not apply here: the driver reports {why!r} for {len(unknown)} GPU(s) "
+                    "(so do Windows' WDDM driver model and WSL2, which have none)")
+    on = len(devices) - len(off) - len(unknown)
+    also = f"; {len(unknown)} report none (N/A)" if unknown else ""
     legacy = ((kernel_log or {}).get("flags") or {}).get("legacy_persistence")
-    if devices and not off and legacy:
-        return warn(f"persistence mode is on for all {len(devices)} GPU(s), but through the legacy `nvidia-smi -pm 1`, "
+    if not off and legacy:
+        return warn(f"persistence mode is on for {on} GPU(s){also}, but through the legacy `nvidia-smi -pm 1`, "
                     "which the driver says is deprecated and will be removed",
                     fix="sudo systemctl enable --now nvidia-persistenced\n"
                         "# and remove `nvidia-smi -pm 1` from the boot scripts that run it", details=[legacy])
-    if devices and not off:
-        return ok(f"persistence mode is on for all {len(devices)} GPU(s)")
-    if not devices:
-        return skip("no GPU answered NVML or nvidia-smi")
+    if not off:
+        return ok(f"persistence mode is on for {'all ' if not unknown else ''}{on} GPU(s){also}")
     return warn(f"persistence mode is off on {len(off)} GPU(s): every CUDA start re-initialises them (seconds), "
                 "and container starts can time out", fix="sudo systemctl enable --now nvidia-persistenced   # or: sudo nvidia-smi -pm 1")
 
@@ -439,10 +443,13 @@ def branch_support(driver, machine, nvml, os):
     today = (machine or {}).get("date")
     if not life:
         return skip(f"gpudoctor has no lifecycle data for branch R{branch} (NVIDIA publishes it for data-center branches)")
+    if not life["eol"]:
+        return ok(f"branch R{branch} is a {life['designation']}: NVIDIA gives those no end-of-life date, and supports them "
+                  "until the next branch; for servers it recommends an LTSB or Production Branch")
     if not today:
         return skip("the date of the check was not recorded")
     if today[:7] > life["eol"]:
-        newest = max((b for b, l in kb.load("cuda")["driver_branches"].items() if l["designation"] == "LTSB" and l["eol"] > today[:7]),
+        newest = max((b for b, l in kb.load("cuda")["driver_branches"].items() if l["designation"] == "LTSB" and (l["eol"] or "") > today[:7]),
                      key=int, default=None)
         return warn(f"driver {version} is branch R{branch} ({life['designation']}), which reached end of life in {life['eol']}",
                     fix=fixes.install_branch(os, newest) if newest else "# move to a supported branch (see NVIDIA's driver lifecycle)")

@@ -24,6 +24,17 @@ def cuda_of_driver(cuda_driver_version: int | None) -> str | None:
     return f"{cuda_driver_version // 1000}.{cuda_driver_version % 1000 // 10}"
 
 
+def cuda_of_driver_version(driver_version: str | None) -> str | None:
+    """The newest CUDA a driver version runs ('430.26' -> '10.1'), from NVIDIA's table of minimum drivers.
+
+    For drivers whose nvidia-smi XML carries no <cuda_version> (schema 9 and older) or says "Not Found"."""
+    if not driver_version or not version_key(driver_version):
+        return None
+    table = {**kb.load("cuda")["toolkit_driver_before_11"], **kb.load("cuda")["toolkit_driver"]}
+    runs = [cuda for cuda, floor in table.items() if version_key(floor) <= version_key(driver_version)]
+    return max(runs, key=version_key, default=None)
+
+
 def minimum_driver(cuda: str) -> str | None:
     """The oldest Linux driver that runs a CUDA `major.minor` runtime (minor version compatibility)."""
     return kb.load("cuda")["minor_version_compat"].get(cuda.split(".")[0])

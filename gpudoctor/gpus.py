@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from gpudoctor import kb
-from gpudoctor.compat import cuda_of_driver
+from gpudoctor.compat import cuda_of_driver, cuda_of_driver_version
 from gpudoctor.novalue import known, reasons
 from gpudoctor.plugin import Skip, combiner
 
@@ -28,8 +28,11 @@ def no_driver(driver: dict | None, nvml: dict | None) -> bool:
 
 
 def driver_cuda(nvml: dict | None, nvidia_smi: dict | None) -> str | None:
-    """The newest CUDA the driver runs ('13.0'), from NVML or else nvidia-smi."""
-    return cuda_of_driver((nvml or {}).get("cuda_driver_version")) or ((nvidia_smi or {}).get("parsed") or {}).get("cuda_version")
+    """The newest CUDA the driver runs ('13.0'), from NVML, else nvidia-smi, else NVIDIA's table of the driver's version
+    (old drivers' XML has no <cuda_version>, or says "Not Found")."""
+    parsed = (nvidia_smi or {}).get("parsed") or {}
+    return (cuda_of_driver((nvml or {}).get("cuda_driver_version")) or parsed.get("cuda_version")
+            or cuda_of_driver_version((nvml or {}).get("driver_version") or parsed.get("driver_version")))
 
 
 def capabilities(nvml: dict | None, nvidia_smi: dict | None) -> list[tuple[int, int]]:
@@ -37,13 +40,29 @@ def capabilities(nvml: dict | None, nvidia_smi: dict | None) -> list[tuple[int, 
     return [d["cc"] for d in gpu_devices(nvml, nvidia_smi) if d.get("cc")]
 
 
-def capability_of(name: str | None) -> tuple[int, int] | None:
-    """A GPU's compute capability from its product name, where NVML did not report it."""
-    for row in kb.load("gpus")["patterns"]:
-        if name and re.search(row["match"], name):
+def capability_of(name: str | None, chip: str | None = None) -> tuple[int, int] | None:
+    """A GPU's compute capability where NVML did not report it: from its chip (named by the PCI device id), else its name."""
+    for row, text in [(r, chip) for r in kb.load("pci_ids")["chips"]] + [(r, name) for r in kb.load("gpus")["patterns"]]:
+        if text and re.search(row["match"], text):
             major, minor = row["cc"].split(".")
             return int(major), int(minor)
     return None
+
+
+def chip_of(pci_device_id) -> str | None:
+    """'GP107M [GeForce GTX 1050 Mobile]' for NVML's pciDeviceId 0x1C8D10DE, from the PCI ID Repository."""
+    if not isinstance(pci_device_id, int) or pci_device_id & 0xFFFF != 0x10DE:
+        return None
+    return kb.load("pci_ids")["devices"].get(f"{pci_device_id >> 16:04x}")
+
+
+# mobile parts: a chip code ending in M (GP107M, GA106M...), or a name that says so; "Max-Q" alone is not one
+# (NVIDIA sells RTX PRO 6000 Blackwell Max-Q workstation cards)
+_MOBILE = re.compile(r"^[A-Z]{2}\d{3}[A-Z]*M\b|\b(Mobile|Laptop GPU|Laptop)\b")
+
+
+def is_mobile(name: str | None, chip: str | None) -> bool:
+    return any(text and _MOBILE.search(text) for text in (chip, name))
 
 
 def bus_id(raw: str | None) -> str:
@@ -60,7 +79,9 @@ def gpu_devices(nvml: dict | None, nvidia_smi: dict | None) -> list[dict]:
         device = {"index": position, **{key: known(value) for key, value in raw.items()}}
         device["no_value"] = reasons(raw)
         cc = device.get("cuda_compute_capability")
-        device["cc"] = tuple(cc) if cc else capability_of(device.get("name"))
+        device["chip"] = chip_of((device.get("pci") or {}).get("pciDeviceId"))
+        device["cc"] = tuple(cc) if cc else capability_of(device.get("name"), device["chip"])
+        device["mobile"] = is_mobile(device.get("name"), device["chip"])
         device["bus"] = bus_id((device.get("pci") or {}).get("busId"))
         device["label"] = f"GPU{device.get('index')}" + (f" ({device['bus']})" if device["bus"] else "")
         devices.append(device)

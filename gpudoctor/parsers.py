@@ -11,6 +11,8 @@ import re
 import shlex
 import xml.etree.ElementTree as ET
 
+from gpudoctor.novalue import no_value
+
 ARCHES = ("x86_64", "aarch64", "ppc64le", "s390x", "armv7l", "riscv64", "i686")
 
 
@@ -340,9 +342,24 @@ _REASON_BITS = {
 _COMPUTE_MODES = {"default": 0, "exclusive_thread": 1, "prohibited": 2, "exclusive_process": 3}
 
 
-def _text(node, path: str) -> str | None:
+def _raw(node, path: str) -> str | None:
+    """An element's text as nvidia-smi wrote it ("N/A" included), or None where the element is missing."""
     found = node.find(path) if node is not None else None
     return found.text.strip() if found is not None and found.text and found.text.strip() else None
+
+
+def _text(node, path: str) -> str | None:
+    """An element's value: None where it is missing or one of NVIDIA's no-value words (N/A, Not Found, ...)."""
+    raw = _raw(node, path)
+    return None if no_value(raw) else raw
+
+
+def _device_id(value: str | None) -> int | None:
+    """<pci_device_id>1C8D10DE</pci_device_id> (device 0x1C8D, vendor 0x10DE) as NVML's pciDeviceId integer."""
+    try:
+        return int(value, 16) if value else None
+    except ValueError:
+        return None
 
 
 def _number(value: str | None) -> int | None:
@@ -356,6 +373,7 @@ def _mib(value: str | None) -> int | None:
 
 
 def _flag(value: str | None):
+    """Enabled/Disabled as NVML's 1/0; "N/A" and the other no-value words stay errors that keep the word."""
     table = {"enabled": 1, "disabled": 0, "yes": True, "no": False, "active": True, "not active": False}
     return table.get((value or "").lower(), {"error": value or "missing"})
 
@@ -388,9 +406,9 @@ def _ecc_uncorrected(node) -> int | dict:
 def _remapped_rows(gpu) -> list | dict:
     """[correctable, uncorrectable, pending, failed] as NVML gives them, or not supported."""
     if gpu.find("remapped_rows/remapped_row_pending") is None:
-        return {"error": _text(gpu, "remapped_rows") or "missing"}
+        return {"error": _raw(gpu, "remapped_rows") or "missing"}
     return [_number(_text(gpu, "remapped_rows/remapped_row_corr")), _number(_text(gpu, "remapped_rows/remapped_row_unc")),
-            _flag(_text(gpu, "remapped_rows/remapped_row_pending")), _flag(_text(gpu, "remapped_rows/remapped_row_failure"))]
+            _flag(_raw(gpu, "remapped_rows/remapped_row_pending")), _flag(_raw(gpu, "remapped_rows/remapped_row_failure"))]
 
 
 def _mig_devices(gpu) -> int | dict:
@@ -407,13 +425,14 @@ def _smi_gpu(gpu, index: int) -> dict:
     for proc in gpu.findall("processes/process_info"):
         processes.append({"pid": _number(_text(proc, "pid")), "name": _text(proc, "process_name"),
                           "used_memory": _mib(_text(proc, "used_memory"))})
-    pending = _text(gpu, "retired_pages/pending_retirement") or _text(gpu, "retired_pages/pending_blacklist")
+    pending = _raw(gpu, "retired_pages/pending_retirement") or _raw(gpu, "retired_pages/pending_blacklist")
     return {
         "index": index,
         "name": _text(gpu, "product_name"),
         "uuid": _text(gpu, "uuid"),
         "minor_number": _number(_text(gpu, "minor_number")),
-        "pci": {"busId": gpu.get("id") or _text(gpu, "pci/pci_bus_id")},
+        "pci": {"busId": gpu.get("id") or _text(gpu, "pci/pci_bus_id"), "pciDeviceId": _device_id(_text(gpu, "pci/pci_device_id"))},
+        "driver_model": _text(gpu, "driver_model/current_dm"),
         "memory": {"total": _mib(_text(gpu, "fb_memory_usage/total")), "used": _mib(_text(gpu, "fb_memory_usage/used")),
                    "free": _mib(_text(gpu, "fb_memory_usage/free"))},
         "temperature_gpu": _number(_text(gpu, "temperature/gpu_temp")),
@@ -423,14 +442,14 @@ def _smi_gpu(gpu, index: int) -> dict:
         "pcie_gen_max": _number(_text(gpu, "pci/pci_gpu_link_info/pcie_gen/max_link_gen")),
         "pcie_width_cur": _number(_text(gpu, "pci/pci_gpu_link_info/link_widths/current_link_width")),
         "pcie_width_max": _number(_text(gpu, "pci/pci_gpu_link_info/link_widths/max_link_width")),
-        "persistence_mode": _flag(_text(gpu, "persistence_mode")),
-        "compute_mode": _COMPUTE_MODES.get((_text(gpu, "compute_mode") or "").lower(), {"error": "missing"}),
-        "ecc_mode": [_flag(_text(gpu, "ecc_mode/current_ecc")), _flag(_text(gpu, "ecc_mode/pending_ecc"))],
+        "persistence_mode": _flag(_raw(gpu, "persistence_mode")),
+        "compute_mode": _COMPUTE_MODES.get((_text(gpu, "compute_mode") or "").lower(), {"error": _raw(gpu, "compute_mode") or "missing"}),
+        "ecc_mode": [_flag(_raw(gpu, "ecc_mode/current_ecc")), _flag(_raw(gpu, "ecc_mode/pending_ecc"))],
         "ecc_uncorrected_volatile": _ecc_uncorrected(ecc.find("volatile") if ecc is not None else None),
         "ecc_uncorrected_aggregate": _ecc_uncorrected(ecc.find("aggregate") if ecc is not None else None),
         "retired_pages_pending": _flag(pending),
         "remapped_rows": _remapped_rows(gpu),
-        "mig_mode": [_flag(_text(gpu, "mig_mode/current_mig")), _flag(_text(gpu, "mig_mode/pending_mig"))],
+        "mig_mode": [_flag(_raw(gpu, "mig_mode/current_mig")), _flag(_raw(gpu, "mig_mode/pending_mig"))],
         "mig_devices": _mig_devices(gpu),
         "throttle_reasons": _throttle_mask(gpu),
         "fabric_state": _text(gpu, "fabric/state"),

@@ -472,6 +472,19 @@ def test_driver_branch_past_its_end_of_life():
     assert judge(h200(), "driver.branch_support").summary == "branch R580 (LTSB) is supported until 2028-06"
 
 
+@pytest.mark.parametrize("version, status, words", [
+    ("470.256.02", "warn", "branch R470 (LTSB), which reached end of life in 2024-07"),     # endoflife.date
+    ("418.226.00", "warn", "branch R418 (LTSB), which reached end of life in 2022-03"),     # NVIDIA's 2021 lifecycle
+    ("525.147.05", "warn", "branch R525 (Production Branch), which reached end of life in 2023-12"),
+    ("590.44.01", "pass", "New Feature Branch: NVIDIA gives those no end-of-life date"),
+])
+def test_the_long_term_and_production_branches_people_still_run_have_lifecycle_rows(version, status, words):
+    ev = h200()
+    ev.data["files"]["/proc/driver/nvidia/version"]["text"] = f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {version}  Release Build"
+    result = judge(ev, "driver.branch_support")
+    assert result.status.value == status and words in result.summary
+
+
 def _compat_on_path(ev, libcuda: str):
     env(ev, LD_LIBRARY_PATH="/usr/local/cuda-13.2/compat")
     ev.data["listdirs"]["/usr/local/cuda-13.2/compat"] = ["libcuda.so", "libcuda.so.1", libcuda]
