@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import re
 
-from gpudoctor import kb
 from gpudoctor.frameworks import choose_interpreters, state
 from gpudoctor.gpus import bus_id
 from gpudoctor.host import PROBE_SCRIPT, NotRecorded
 from gpudoctor.plugin import Skip, check, collector, fail, ok, warn
+from gpudoctor.speed import reference
 
 FP32_TOLERANCE = 1e-3  # float32 (TF32 off) against a float64 CPU run: rounding is ~1e-6, a wrong number is not
 SLOW = 0.7  # a rate below this share of the model's reference is a warning
@@ -208,10 +208,6 @@ def _figures(device: dict) -> str:
     if memory:
         parts.append(f"memory pattern over {memory['tested_bytes'] >> 30} GiB: {memory['mismatches']} errors")
     return "; ".join(parts)
-
-
-def reference(name: str) -> dict | None:
-    return next((row for row in kb.load("speed")["models"] if re.search(row["match"], name or "")), None)
 
 
 @check("smoke.speed", "Each GPU reaches its model's matmul and memory speed", needs=("smoke",), uses=("nvml",))

@@ -28,6 +28,7 @@ class Selection:
 
     only: frozenset[str] = frozenset()
     skip: frozenset[str] = frozenset()
+    left_out: tuple[tuple[str, str], ...] = ()  # (fact, why): never collected; checks that need it skip saying why
 
     def wants(self, check: Check) -> bool:
         names = {check.id, check.area}
@@ -116,12 +117,15 @@ def _collect_one(host: Any, plugin: Plugin, col: Collector, done: queue.Queue) -
         done.put((col.name, value, None))
 
 
-def judge(plugin: Plugin, chk: Check, facts: dict, unrecorded: dict[str, str]) -> Result:
+def judge(plugin: Plugin, chk: Check, facts: dict, unrecorded: dict[str, str], left_out: dict[str, str] | None = None) -> Result:
     """Run one check on the facts; a missing required fact makes it a skip."""
     start = time.perf_counter()
     missing = [name for name in chk.needs if name not in facts]
+    why_left = [(left_out or {})[name] for name in missing if name in (left_out or {})]
     try:
-        if missing:
+        if why_left:
+            verdict = skip(why_left[0])
+        elif missing:
             why = [f"{name} ({unrecorded[name]} not recorded)" if name in unrecorded else name for name in missing]
             verdict = skip(f"facts not collected: {', '.join(why)}")
         else:
@@ -158,7 +162,8 @@ def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selectio
             elif selection.wants(chk):
                 seen.add(chk.id)
                 chosen.append((plugin, chk))
-    wanted = {name for _, chk in chosen for name in chk.needs + chk.uses}
+    left_out = dict(selection.left_out)
+    wanted = {name for _, chk in chosen for name in chk.needs + chk.uses} - set(left_out)
     jobs, owners = [], {}
     for plugin in plugins:
         for col in plugin.collectors:
@@ -171,7 +176,7 @@ def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selectio
                     jobs.append((plugin, col))
     collected = collect(host, jobs, timeout) if facts is None else Collected(facts=dict(facts))
     results.extend(collected.errors)
-    results.extend(judge(plugin, chk, collected.facts, collected.unrecorded) for plugin, chk in chosen)
+    results.extend(judge(plugin, chk, collected.facts, collected.unrecorded, left_out) for plugin, chk in chosen)
     order = {}
     for plugin in plugins:
         for chk in plugin.checks:
