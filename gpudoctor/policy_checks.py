@@ -301,13 +301,13 @@ def _smoke_checks(policy: Policy) -> list[Check]:
 
 def policy_plugin(policy: Policy) -> Plugin:
     """The policy's checks as one plugin, run like the built-ins."""
-    made = _gpu_checks(policy) + _driver_checks(policy) + _python_checks(policy) + _smoke_checks(policy)
+    made = _gpu_checks(policy) + _driver_checks(policy) + _python_checks(policy) + _smoke_checks(policy) + [_waivers(policy)]
     return Plugin("policy", "gpudoctor", (), tuple(made))
 
 
 def apply(results: list[Result], policy: Policy, today: datetime.date | None = None) -> list[Result]:
     """Waivers in force turn a check's problem into a skip that says so; expired ones stop counting and say it;
-    warnings the policy names become failures. Adds `policy.waivers`."""
+    warnings the policy names become failures."""
     today = today or datetime.date.today()
     out = []
     for result in results:
@@ -322,18 +322,18 @@ def apply(results: list[Result], policy: Policy, today: datetime.date | None = N
         if result.status == Status.WARN and any(fnmatch.fnmatchcase(result.id, glob) for glob in policy.warnings_fail):
             result = dataclasses.replace(result, status=Status.FAIL, summary=f"{result.summary} (the policy counts this warning as a failure)")
         out.append(result)
-    if policy.waivers:
-        out.append(_waivers_result(policy, today))
     return out
 
 
-def _waivers_result(policy: Policy, today: datetime.date) -> Result:
-    expired = [w for w in policy.waivers if w.until < today]
-    lines = [f"{w.id}: {w.reason} (until {w.until}{', expired' if w.until < today else ''})" for w in policy.waivers]
-    if expired:
-        first = expired[0]
-        verdict = warn(f"{len(expired)} waiver(s) expired, and their checks count again: {first.id} on {first.until}",
-                       f"# fix what {first.id} reports, or renew the waiver in {policy.path} (line {first.line}) with a new until date", lines)
-    else:
-        verdict = ok(f"{len(policy.waivers)} waiver(s) in force", lines) if policy.waivers else skip("no waivers")
-    return Result("policy.waivers", "Waivers in force and not expired", verdict.status, verdict.summary, verdict.details, verdict.fix)
+def _waivers(policy: Policy) -> Check:
+    @check("policy.waivers", "Waivers in force and not expired")
+    def waivers():
+        today = datetime.date.today()
+        expired = [w for w in policy.waivers if w.until < today]
+        lines = [f"{w.id}: {w.reason} (until {w.until}{', expired' if w.until < today else ''})" for w in policy.waivers]
+        if expired:
+            first = expired[0]
+            return warn(f"{len(expired)} waiver(s) expired, and their checks count again: {first.id} on {first.until}",
+                        f"# fix what {first.id} reports, or renew the waiver in {policy.path} (line {first.line}) with a new until date", lines)
+        return ok(f"{len(policy.waivers)} waiver(s) in force", lines) if policy.waivers else skip("the policy waives nothing")
+    return waivers

@@ -87,7 +87,7 @@ def test_the_h200_capture_meets_a_policy_written_from_its_own_facts(tmp_path, h2
     assert {k: v["status"] for k, v in found.items()} == {
         "policy.gpu_count": "pass", "policy.gpu_model": "pass", "policy.gpu_memory": "pass", "policy.ecc": "pass", "policy.mig": "pass",
         "policy.persistence": "pass", "policy.pcie": "pass", "policy.p2p": "pass", "policy.driver": "pass",
-        "policy.driver_cuda": "pass", "policy.frameworks": "pass", "policy.smoke_speed": "pass"}, found
+        "policy.driver_cuda": "pass", "policy.frameworks": "pass", "policy.smoke_speed": "pass", "policy.waivers": "skip"}, found
     assert code == 0
     assert document["facts"]["policy"]["path"].endswith("policy.toml")
 
@@ -170,13 +170,13 @@ def test_a_waiver_in_force_turns_a_problem_into_a_skip_and_an_expired_one_counts
     """cuda.ld_library_path really warns on the H200 (LD_LIBRARY_PATH=/usr/local/nvidia/lib64:... from its image)."""
     today = datetime.date.today()
     waived = write(tmp_path, f'[[waive]]\nid = "cuda.ld_library_path"\nreason = "the image sets it"\nuntil = {today + datetime.timedelta(days=30)}\n')
-    code, document = run_check(capsys, "--from", h200_report, "--policy", waived, "--only", "cuda.ld_library_path", "--strict")
+    code, document = run_check(capsys, "--from", h200_report, "--policy", waived, "--only", "cuda.ld_library_path,policy", "--strict")
     found = results(document, "")
     assert found["cuda.ld_library_path"]["status"] == "skip"
     assert found["cuda.ld_library_path"]["summary"].startswith(f"waived until {today + datetime.timedelta(days=30)}: the image sets it (was warn:")
     assert found["policy.waivers"]["status"] == "pass" and code == 0
     expired = write(tmp_path, '[[waive]]\nid = "cuda.ld_library_path"\nreason = "the image sets it"\nuntil = 2026-01-01\n', "old.toml")
-    code, document = run_check(capsys, "--from", h200_report, "--policy", expired, "--only", "cuda.ld_library_path", "--strict")
+    code, document = run_check(capsys, "--from", h200_report, "--policy", expired, "--only", "cuda.ld_library_path,policy", "--strict")
     found = results(document, "")
     assert found["cuda.ld_library_path"]["status"] == "warn" and code == 1
     assert "the waiver for cuda.ld_library_path expired on 2026-01-01 (the image sets it): it no longer counts" in found["cuda.ld_library_path"]["details"]
