@@ -353,6 +353,24 @@ def diff(a, b, fmt, verbose) -> None:
     sys.exit(0 if result["same"] else 1)
 
 
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="REPORTS|DIRS...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def summarize(paths, fmt) -> None:
+    """A fleet's reports side by side: failing checks by cause, software stacks, speed outliers (exit 1 if a node fails)."""
+    import json
+
+    from gpudoctor.summarize import gather, summarize as summarize_fleet, text_lines
+
+    fleet = gather(list(paths))
+    if not fleet.nodes:
+        why = "; ".join(f"{p}: {w}" for p, w in fleet.unreadable[:3]) or "no *.json or *.tar.gz report there"
+        raise UsageProblem(f"no readable report in {' '.join(paths)} ({why})")
+    result = summarize_fleet(fleet)
+    click.echo(json.dumps(result, indent=2) if fmt == "json" else "\n".join(text_lines(result, fmt == "markdown")))
+    sys.exit(1 if result["failing_nodes"] else 0)
+
+
 @cli.command("list")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def list_checks(fmt) -> None:

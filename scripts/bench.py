@@ -2,6 +2,7 @@
 
     python scripts/bench.py [--runs 5] [--gpudoctor PATH]
     python scripts/bench.py --python /opt/torch/.venv [--runs 5]     # check against collect_env and a bare import
+    python scripts/bench.py --summarize 1000                          # summarize a fleet made from the real H200 run
 
 With --python, four commands run side by side, one round at a time so that a slow phase of the machine hits all:
 `gpudoctor check --python VENV`, `python -m torch.utils.collect_env`, the bare `import torch` (with
@@ -75,15 +76,30 @@ def side_by_side(exe: str, python: str, runs: int) -> None:
           f"budget: check <= {budget:.3f} s: {'met' if check <= budget else 'MISSED'}")
 
 
+def summarize_fleet(exe: str, count: int, runs: int) -> None:
+    """`gpudoctor summarize` over `count` reports made from the real H200 run (tests/fleet_helpers.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from fleet_helpers import write_fleet
+
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as work:
+        write_fleet(Path(folder), count, Path(work))
+        times = [time_once([exe, "summarize", folder]) for _ in range(runs)]
+    print(_row(f"gpudoctor summarize ({count} reports)", times))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--gpudoctor", default=str(Path(sys.executable).parent / "gpudoctor"))
     parser.add_argument("--python", help="a torch environment (its bin/python or its folder): compare check with collect_env and a bare import")
+    parser.add_argument("--summarize", type=int, metavar="N", help="time summarize over N reports made from the real H200 run")
     args = parser.parse_args()
     exe = args.gpudoctor if Path(args.gpudoctor).exists() else shutil.which("gpudoctor")
     if not exe:
         sys.exit("bench: gpudoctor is not installed here")
+    if args.summarize:
+        summarize_fleet(exe, args.summarize, args.runs)
+        return
     if args.python:
         python = os.path.join(args.python, "bin", "python") if os.path.isdir(args.python) else args.python
         side_by_side(exe, python, args.runs)
