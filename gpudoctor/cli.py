@@ -102,12 +102,13 @@ def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, quick, p
     if policy and not pythons and not loaded:
         pythons = tuple(p for p in policy.interpreter_paths() if os.path.exists(p))
     stream = _open_output(output, fmt)
+    if loaded and policy:  # judged from facts alone, the policy's own fact comes from today's file
+        loaded.document["facts"]["policy"] = policy.to_dict()
     run = _rejudge(plugins, loaded, selection, timeout) if loaded else _live_run(plugins, selection, timeout, pythons)[0]
     if policy:
         from gpudoctor.policy_checks import apply
 
         run.results = apply(run.results, policy)
-        run.facts["policy"] = policy.to_dict()
     code = run.exit_code(strict)
     _emit(run, code, fmt, verbose, stream, loaded.document if loaded else None)
     sys.exit(code)

@@ -18,7 +18,7 @@ from gpudoctor import fixes
 from gpudoctor.frameworks import state
 from gpudoctor.gpus import answering_gpus, driver_cuda, gpu_devices, no_driver
 from gpudoctor.models import Result, Status
-from gpudoctor.plugin import Check, Skip, check, fail, ok, skip, warn
+from gpudoctor.plugin import Check, Skip, check, collector, fail, ok, skip, warn
 from gpudoctor.plugins import Plugin
 from gpudoctor.policy import Policy
 from gpudoctor.speed import reference, smoke_figure
@@ -302,7 +302,13 @@ def _smoke_checks(policy: Policy) -> list[Check]:
 def policy_plugin(policy: Policy) -> Plugin:
     """The policy's checks as one plugin, run like the built-ins."""
     made = _gpu_checks(policy) + _driver_checks(policy) + _python_checks(policy) + _smoke_checks(policy) + [_waivers(policy)]
-    return Plugin("policy", "gpudoctor", (), tuple(made))
+    resolved = policy.to_dict()
+
+    @collector("policy")
+    def policy_facts(host):
+        """The policy as it applies to this host: a fact, so that gpu.xid takes its Xid classes and reports show it."""
+        return resolved
+    return Plugin("policy", "gpudoctor", (policy_facts,), tuple(made))
 
 
 def apply(results: list[Result], policy: Policy, today: datetime.date | None = None) -> list[Result]:
