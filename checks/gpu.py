@@ -185,9 +185,10 @@ def memory_health(gpus):
     return ok(f"no pending or failed row remap or page retirement on {len(known)} GPU(s)")
 
 
-@check("gpu.xid", "No Xid errors in the kernel log", needs=("kernel_log",), uses=("driver", "nvml"))
-def xid(kernel_log, driver, nvml):
-    """Xid events since boot say what the driver saw go wrong, and what to do (B19-B23)."""
+@check("gpu.xid", "No Xid errors in the kernel log", needs=("kernel_log",), uses=("driver", "nvml", "policy"))
+def xid(kernel_log, driver, nvml, policy):
+    """Xid events since boot say what the driver saw go wrong, and what to do (B19-B23). An application's Xid
+    (13, 31, 43: its bad address or fault) warns and never fails the node by itself; a policy may reclassify any code."""
     if not kernel_log["readable"]:
         why = "kernel.dmesg_restrict=1 limits it to root" if kernel_log.get("restricted") else kernel_log.get("error")
         return skip(f"the kernel log is not readable ({why})",
@@ -197,17 +198,19 @@ def xid(kernel_log, driver, nvml):
         return skip(NO_MODULE)
     if not events:
         return ok("no Xid events since boot")
-    codes = kb.load("xid")["codes"]
+    codes, reclassed = kb.load("xid")["codes"], (policy or {}).get("xid_classes") or {}
     lines, heads, actions, worst = [], [], [], "warn"
     for code in sorted({e["xid"] for e in events}):
-        info = codes.get(str(code), {"meaning": "not in gpudoctor's table", "severity": "warn",
+        info = codes.get(str(code), {"meaning": "not in gpudoctor's table", "severity": "warn", "class": "hardware",
                                      "action": "look it up in https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html"})
+        kind = reclassed.get(str(code), info["class"])
         hits = [e for e in events if e["xid"] == code]
         buses = ", ".join(sorted({e["pci"] for e in hits}))
         heads.append(f"Xid {code} × {len(hits)} on {buses}")
-        lines.append(f"Xid {code} × {len(hits)} on {buses}: {info['meaning']}")
+        lines.append(f"Xid {code} × {len(hits)} on {buses} ({kind}{', by the policy' if str(code) in reclassed else ''}): {info['meaning']}")
         actions.append(f"# Xid {code}: {info['action']}")
-        worst = "fail" if info["severity"] == "fail" else worst
+        fails = kind != "application" and (info["severity"] == "fail" or str(code) in reclassed)
+        worst = "fail" if fails else worst
     verdict = fail if worst == "fail" else warn
     return verdict(f"{len(events)} Xid event(s) since boot: {'; '.join(heads)}",
                    fix="sudo dmesg -T | grep -E 'NVRM: Xid'   # each event with its time and process\n" + "\n".join(actions),

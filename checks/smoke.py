@@ -16,9 +16,10 @@ from gpudoctor.frameworks import choose_interpreters, state
 from gpudoctor.gpus import bus_id
 from gpudoctor.host import PROBE_SCRIPT, NotRecorded
 from gpudoctor.plugin import Skip, check, collector, fail, ok, warn
+from gpudoctor.speed import reference
 
 FP32_TOLERANCE = 1e-3  # float32 (TF32 off) against a float64 CPU run: rounding is ~1e-6, a wrong number is not
-SLOW = 0.7  # a rate below this share of the model's reference is a warning
+SLOW = kb.load("speed")["warn_below"]  # a rate below this share of the model's reference warns (after a second measurement)
 PROBE_TIMEOUT_S = 110
 # One after another: each may take most of a GPU's memory. A framework that is not installed costs
 # one interpreter start (~50 ms).
@@ -210,10 +211,6 @@ def _figures(device: dict) -> str:
     return "; ".join(parts)
 
 
-def reference(name: str) -> dict | None:
-    return next((row for row in kb.load("speed")["models"] if re.search(row["match"], name or "")), None)
-
-
 @check("smoke.speed", "Each GPU reaches its model's matmul and memory speed", needs=("smoke",), uses=("nvml",))
 def speed(smoke, nvml):
     slow, lines = [], []
@@ -229,7 +226,7 @@ def speed(smoke, nvml):
                 continue
             shares = {"matmul": matmul / ref["bf16_tflops"] if matmul else 0.0, "copy": copy / ref["copy_gbps"] if copy else 0.0}
             lines.append(f"{device.get('name')} ({device['device']}): matmul {matmul} TFLOP/s = {shares['matmul']:.0%} of "
-                         f"{ref['bf16_tflops']}, copy {copy} GB/s = {shares['copy']:.0%} of {ref['copy_gbps']}")
+                         f"{ref['bf16_tflops']}, copy {copy} GB/s = {shares['copy']:.0%} of {ref['copy_gbps']}" + _twice(device))
             if min(shares.values()) < SLOW:
                 slow.append((device, shares))
     if not lines:
@@ -239,6 +236,13 @@ def speed(smoke, nvml):
         return warn(f"{device.get('name')} ({device['device']}) runs at {min(shares.values()):.0%} of its model's speed",
                     _slow_fix(device, nvml), lines + _causes(device, nvml))
     return ok(f"every measured GPU reaches at least {SLOW:.0%} of its model's speed", lines)
+
+
+def _twice(device: dict) -> str:
+    """Which figures were low at first and measured again (smoke_probe.second_look)."""
+    again = [f"{key.split('_')[0]} {figure.get('first', figure.get('value'))} then {figure.get('value') if 'first' in figure else figure.get('again')}"
+             for key, figure in device.items() if isinstance(figure, dict) and ("first" in figure or "again" in figure)]
+    return f" (measured twice: {', '.join(again)})" if again else ""
 
 
 def _nvml_device(device: dict, nvml: dict | None) -> dict:

@@ -19,6 +19,10 @@ import click
 from gpudoctor import __version__
 
 EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 2, 3, 130
+FORMATS = ["text", "json", "markdown", "junit", "prometheus"]
+QUICK_S, QUICK_TIMEOUT_S = 5, 3.0
+QUICK_LEAVES_OUT = (("python_envs", "left out by --quick: judging an interpreter imports its frameworks (run gpudoctor check without --quick)"),
+                    ("smoke", "left out by --quick: the smoke test trains on the GPUs (run gpudoctor check without --quick)"))
 
 
 class UsageProblem(click.UsageError):
@@ -75,34 +79,63 @@ def cli() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show every check, its details and the key facts.")
 @click.option("--only", multiple=True, metavar="IDS", help="Run only these check ids or areas (comma-separated, repeatable).")
 @click.option("--skip", "skip_", multiple=True, metavar="IDS", help="Leave out these check ids or areas.")
-@click.option("--timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=0.1, max=3600), default=None, show_default="10, 3 with --quick",
               metavar="S", help="Seconds each collector, command and NVML query may take.")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write the result here.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+              help="Write the result here (prometheus: written whole, through a temporary file and a rename).")
 @click.option("--no-smoke", is_flag=True, help="Skip the on-GPU training smoke test.")
+@click.option("--quick", is_flag=True, help=f"A scheduler's health check: no framework imports, no smoke test, under {QUICK_S} s.")
+@click.option("--policy", "policy_file", metavar="FILE", help="Also judge this node against a policy (TOML): see examples/policies/.")
 @click.option("--python", "pythons", multiple=True, type=PYTHON,
               help="Judge this interpreter (repeatable): its path, its env folder, or a command; default: the active venv or conda env, else python3 on PATH.")
 @click.option("--from", "source", metavar="REPORT", help="Re-judge a report (archive or report.json) instead of this machine.")
-def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, pythons, source) -> None:
+def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, quick, policy_file, pythons, source) -> None:
     """Check this machine and print the verdict with a fix under every problem."""
-    plugins, selection = _selected(only, skip_, no_smoke)
     if source and pythons:
         raise UsageProblem("--python judges this machine's interpreters; it cannot be used with --from")
     loaded = _load(source) if source else None
-    stream = _open_output(output)
+    policy = _policy(policy_file, loaded) if policy_file else None
+    plugins, selection = _selected(only, skip_, no_smoke, policy, quick)
+    timeout = timeout or (QUICK_TIMEOUT_S if quick else 10.0)
+    if policy and not pythons and not loaded:
+        pythons = tuple(p for p in policy.interpreter_paths() if os.path.exists(p))
+    stream = _open_output(output, fmt)
+    if loaded and policy:  # judged from facts alone, the policy's own fact comes from today's file
+        loaded.document["facts"]["policy"] = policy.to_dict()
     run = _rejudge(plugins, loaded, selection, timeout) if loaded else _live_run(plugins, selection, timeout, pythons)[0]
+    if policy:
+        from gpudoctor.policy_checks import apply
+
+        run.results = apply(run.results, policy)
     code = run.exit_code(strict)
     _emit(run, code, fmt, verbose, stream, loaded.document if loaded else None)
     sys.exit(code)
 
 
-def _selected(only, skip_, no_smoke):
+def _policy(path: str, loaded):
+    """The policy for this host (or the report's), or a one-line usage error naming file, line and key."""
+    import socket
+
+    from gpudoctor.policy import PolicyError, load_policy, resolve
+
+    try:
+        return resolve(load_policy(path), str(loaded.document.get("host") or "") if loaded else socket.gethostname())
+    except PolicyError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def _selected(only, skip_, no_smoke, policy=None, quick=False):
     from gpudoctor.plugins import load_plugins
     from gpudoctor.runner import Selection, unknown_names
 
     plugins = load_plugins()
-    selection = Selection(_names(only), _names(skip_) | ({"smoke"} if no_smoke else set()))
+    if policy:
+        from gpudoctor.policy_checks import policy_plugin
+
+        plugins.append(policy_plugin(policy))
+    selection = Selection(_names(only), _names(skip_) | ({"smoke"} if no_smoke else set()), QUICK_LEAVES_OUT if quick else ())
     unknown = unknown_names(plugins, (selection.only | selection.skip) - {"smoke"})
     if unknown:
         raise UsageProblem(f"unknown check id or area: {', '.join(unknown)} (see `gpudoctor list`)")
@@ -148,9 +181,16 @@ def _rejudge(plugins, loaded, selection, timeout):
     return Run(results, facts, str(document.get("started_at", "")), duration, str(document.get("host", "")), timings)
 
 
-def _open_output(output: str | None):
+def _open_output(output: str | None, fmt: str = "text"):
     if output in (None, "-"):
         return sys.stdout
+    if fmt == "prometheus":  # a collector must never read half a file: write beside it, rename when whole
+        from gpudoctor.formats import AtomicFile
+
+        try:
+            return AtomicFile(output)
+        except OSError as exc:
+            raise UsageProblem(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
         return open(output, "w", encoding="utf-8")
     except OSError as exc:
@@ -195,6 +235,10 @@ def _emit(run, code: int, fmt: str, verbose: bool, stream, source: dict | None =
                          "gpudoctor_version": source.get("gpudoctor_version")}
     if fmt == "json":
         stream.write(render.to_json(run, code, origin))
+    elif fmt != "text":
+        from gpudoctor import formats
+
+        stream.write(formats.RENDERERS[fmt](run, code))
     else:
         lines = render.verdict_lines(run, code, verbose)
         if origin:
@@ -308,6 +352,24 @@ def diff(a, b, fmt, verbose) -> None:
     else:
         click.echo("\n".join(text_lines(result, verbose)))
     sys.exit(0 if result["same"] else 1)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="REPORTS|DIRS...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def summarize(paths, fmt) -> None:
+    """A fleet's reports side by side: failing checks by cause, software stacks, speed outliers (exit 1 if a node fails)."""
+    import json
+
+    from gpudoctor.summarize import gather, summarize as summarize_fleet, text_lines
+
+    fleet = gather(list(paths))
+    if not fleet.nodes:
+        why = "; ".join(f"{p}: {w}" for p, w in fleet.unreadable[:3]) or "no *.json or *.tar.gz report there"
+        raise UsageProblem(f"no readable report in {' '.join(paths)} ({why})")
+    result = summarize_fleet(fleet)
+    click.echo(json.dumps(result, indent=2) if fmt == "json" else "\n".join(text_lines(result, fmt == "markdown")))
+    sys.exit(1 if result["failing_nodes"] else 0)
 
 
 @cli.command("list")

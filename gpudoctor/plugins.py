@@ -96,9 +96,12 @@ def _problems(plugins: list[Plugin]) -> list[Plugin]:
     for plugin in plugins:
         problems = []
         for chk in plugin.checks:
-            unknown = [n for n in chk.needs + chk.uses if n not in provided]
+            # a need nothing provides is always a mistake; a use may be a fact that only some runs have (a policy's),
+            # so only one that reads like a misspelt fact is named
+            hints = {n: difflib.get_close_matches(n, provided, 1) for n in chk.needs + chk.uses if n not in provided}
+            unknown = [n for n in hints if n in chk.needs or hints[n]]
             if unknown:
-                hints = {n: difflib.get_close_matches(n, provided, 1) for n in unknown}
+                hints = {n: hints[n] for n in unknown}
                 named = ", ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items())
                 problems.append((chk.id, f"check {chk.id} of plugin {plugin.name} ({plugin.distribution}) names facts "
                                          f"no collector provides: {named}"))

@@ -244,7 +244,7 @@ def load_report(path: str) -> Loaded:
         raise ReportError(f"{path}: {size >> 20} MiB, far larger than a report can be; refused")
     with file.open("rb") as handle:
         magic = handle.read(2)
-    if magic == b"\x1f\x8b" or tarfile.is_tarfile(file):
+    if magic == b"\x1f\x8b" or (magic[:1] != b"{" and tarfile.is_tarfile(file)):  # a JSON report is never a tar
         members = _read_archive(file, "r:gz" if magic == b"\x1f\x8b" else "r:")
         if "report.json" not in members:
             raise ReportError(f"{path}: no report.json in this archive; is it a gpudoctor report?")

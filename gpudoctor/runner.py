@@ -28,6 +28,7 @@ class Selection:
 
     only: frozenset[str] = frozenset()
     skip: frozenset[str] = frozenset()
+    left_out: tuple[tuple[str, str], ...] = ()  # (fact, why): never collected; checks that need it skip saying why
 
     def wants(self, check: Check) -> bool:
         names = {check.id, check.area}
@@ -125,8 +126,8 @@ def judge(plugin: Plugin, chk: Check, facts: dict, unrecorded: dict[str, str], a
     missing = [name for name in chk.needs if name not in facts]
     absent = absent or {}
     try:
-        if missing and missing[0] in absent:
-            verdict = skip(absent[missing[0]])
+        if any(name in absent for name in missing):
+            verdict = skip(next(absent[name] for name in missing if name in absent))
         elif missing:
             why = [f"{name} ({unrecorded[name]} not recorded)" if name in unrecorded else name for name in missing]
             verdict = skip(f"facts not collected: {', '.join(why)}")
@@ -212,7 +213,8 @@ def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selectio
             elif selection.wants(chk):
                 seen[chk.id] = plugin
                 chosen.append((plugin, chk))
-    wanted = _inputs(plugins, {name for _, chk in chosen for name in chk.needs + chk.uses})
+    left_out = dict(selection.left_out)  # facts --quick leaves out, each with the reason its checks skip
+    wanted = _inputs(plugins, {name for _, chk in chosen for name in chk.needs + chk.uses}) - set(left_out)
     jobs, owners = [], {}
     for plugin in plugins:
         for col in plugin.collectors:
@@ -228,7 +230,7 @@ def run_checks(plugins: list[Plugin], host: Any, selection: Selection = Selectio
     raw = {k: v for k, v in collected.facts.items() if k not in combiners}  # a report's copy is computed afresh
     derived, absent, errors = combine(plugins, raw, wanted)
     results.extend(collected.errors + errors)
-    results.extend(judge(plugin, chk, {**raw, **derived}, collected.unrecorded, absent) for plugin, chk in chosen)
+    results.extend(judge(plugin, chk, {**raw, **derived}, collected.unrecorded, {**left_out, **absent}) for plugin, chk in chosen)
     order = {}
     for plugin in plugins:
         for chk in plugin.checks:

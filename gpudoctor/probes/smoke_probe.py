@@ -160,6 +160,32 @@ def _identity(props):
     return found
 
 
+def speed_reference(name):
+    """The model's row of gpudoctor/knowledge/speed.json (beside this probe's folder) with its warning floor, or None."""
+    import json
+    import re
+
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "knowledge", "speed.json")) as handle:
+            table = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    row = next((r for r in table.get("models", []) if re.search(r["match"], name or "")), None)
+    return dict(row, floor=table.get("warn_below", 0.7)) if row else None
+
+
+def second_look(facts, key, floor, measure):
+    """Measure again when the first figure is below `floor`; keep the better one, and the first beside it."""
+    first = facts.get(key) or {}
+    if not isinstance(first.get("value"), (int, float)) or first["value"] >= floor:
+        return
+    again = _timed(measure)
+    if isinstance(again.get("value"), (int, float)) and again["value"] > first["value"]:
+        facts[key] = dict(again, first=first["value"])
+    else:
+        facts[key] = dict(first, again=again.get("value"))
+
+
 def one_device(torch, device, steps):
     """Train, compare with the CPU reference, and measure, on one device."""
     facts = {"device": device}
@@ -195,6 +221,11 @@ def one_device(torch, device, steps):
     torch.backends.cuda.matmul.allow_tf32 = False
     facts["matmul_n"] = n
     facts["copy_gbps"] = _timed(lambda: copy_gbps(torch, device, nbytes, repeat))
+    if gpu:  # a low figure is measured once more before it can warn: a clock ramping up, a neighbour's burst
+        ref = speed_reference(facts.get("name"))
+        if ref:
+            second_look(facts, "matmul_tflops_" + amp[0], ref["floor"] * ref["bf16_tflops"], lambda: matmul_tflops(torch, device, low, n, repeat))
+            second_look(facts, "copy_gbps", ref["floor"] * ref["copy_gbps"], lambda: copy_gbps(torch, device, nbytes, repeat))
     if gpu:
         facts["pinned_gbps"] = _timed(lambda: pinned_gbps(torch, device, 256 << 20, 5))
     return facts
