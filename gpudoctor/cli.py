@@ -84,14 +84,17 @@ def cli() -> None:
 @click.option("--python", "pythons", multiple=True, type=PYTHON,
               help="Judge this interpreter (repeatable): its path, its env folder, or a command; default: the active venv or conda env, else python3 on PATH.")
 @click.option("--from", "source", metavar="REPORT", help="Re-judge a report (archive or report.json) instead of this machine.")
-def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, pythons, source) -> None:
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp16", "bf16", "fp8"]),
+              help="A training precision you will use (repeatable): warn where a GPU cannot run it.")
+def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, pythons, source, precisions) -> None:
     """Check this machine and print the verdict with a fix under every problem."""
     plugins, selection = _selected(only, skip_, no_smoke)
-    if source and pythons:
-        raise UsageProblem("--python judges this machine's interpreters; it cannot be used with --from")
+    if source and (pythons or precisions):
+        raise UsageProblem("--python and --precision describe this machine's run; they cannot be used with --from")
     loaded = _load(source) if source else None
     stream = _open_output(output)
-    run = _rejudge(plugins, loaded, selection, timeout) if loaded else _live_run(plugins, selection, timeout, pythons)[0]
+    run = _rejudge(plugins, loaded, selection, timeout) if loaded else \
+        _live_run(plugins, selection, timeout, pythons, precision=list(precisions))[0]
     code = run.exit_code(strict)
     _emit(run, code, fmt, verbose, stream, loaded.document if loaded else None)
     sys.exit(code)
@@ -111,11 +114,12 @@ def _selected(only, skip_, no_smoke):
     return plugins, selection
 
 
-def _live_run(plugins, selection, timeout, pythons, after=None, smoke=None):
+def _live_run(plugins, selection, timeout, pythons, after=None, smoke=None, precision=None):
     """Check this machine; `after(run, host)` runs before the host is closed (report's context)."""
     from gpudoctor.host import LiveHost
 
-    host = LiveHost(timeout=timeout, options={"python": list(pythons), **({"smoke": smoke} if smoke else {})})
+    options = {"python": list(pythons), **({"smoke": smoke} if smoke else {}), **({"precision": precision} if precision else {})}
+    host = LiveHost(timeout=timeout, options=options)
     try:
         run = _run(plugins, host, selection, timeout)
         return run, (after(run, host) if after else None)
