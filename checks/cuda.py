@@ -9,6 +9,7 @@ from gpudoctor.frameworks import install_fix, interpreters, value
 from gpudoctor.gpus import driver_cuda as _driver_cuda
 from gpudoctor.gpus import gpu_devices
 from gpudoctor.host import NOT_RECORDED, NotRecorded
+from gpudoctor.machineinfo import nvcc_full_version
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
 
@@ -27,6 +28,7 @@ def collect_cuda_toolkits(host) -> dict:
         "installed": sorted(name[len("cuda-"):] for name in local if re.fullmatch(r"cuda-\d+\.\d+", name)),
         "nvcc_path": host.which("nvcc"),
         "nvcc_version": _nvcc_release(nvcc.stdout) if nvcc.ok else None,
+        "nvcc_full_version": nvcc_full_version(nvcc.stdout) if nvcc.ok else None,
         "cuda_home": {name: host.environ.get(name) for name in ("CUDA_HOME", "CUDA_PATH") if host.environ.get(name)},
         "cuda_home_exists": {name: host.stat(path) is not None for name, path in
                              ((n, host.environ.get(n)) for n in ("CUDA_HOME", "CUDA_PATH")) if path},

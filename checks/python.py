@@ -21,6 +21,7 @@ from gpudoctor.frameworks import (
     interpreters,
 )
 from gpudoctor.parsers import parse_pip_check
+from gpudoctor.requirements import broken_requirements
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "cupy")
@@ -35,6 +36,7 @@ def _judge_interpreter(host, chosen: dict) -> dict:
         "jax": lambda: host.probe(path, "jax"),
         "tensorflow": lambda: host.probe(path, "tensorflow"),
         "cupy": lambda: host.probe(path, "cupy"),
+        "onnxruntime": lambda: host.probe(path, "onnxruntime"),
         "pip_check": lambda: host.run([path, "-m", "pip", "check"]).to_dict(),
     }
     threads = [threading.Thread(target=lambda k=k, f=f: answers.__setitem__(k, f()), daemon=True) for k, f in jobs.items()]
@@ -139,6 +141,8 @@ def _preferred(names: list[str], major: str | None) -> str:
     for the CUDA major the environment's torch uses, else the newest CUDA major."""
     if "tensorflow" in names:
         return "tensorflow"
+    if "onnxruntime-gpu" in names:  # it holds the CPU provider too
+        return "onnxruntime-gpu"
     matching = [n for n in names if major and n == f"cupy-cuda{major}x"]
     return matching[0] if matching else sorted(names, key=lambda n: [int(x) for x in re.findall(r"\d+", n)] or [0])[-1]
 
@@ -156,16 +160,18 @@ def pip_check(python_envs, os):
     distribution's package, or a virtual environment.
     """
     for i in interpreters(python_envs):
-        result = i.get("pip_check") or {}
-        if i["env"]["python"].get("pip") is False or "No module named pip" in result.get("stderr", ""):
-            raise Skip(f"pip is not installed in {i['path']}, so `pip check` cannot run")
+        result = _pip_check(i)
         if result.get("error") or result.get("rc") not in (0, 1):
             raise Skip(f"`pip check` did not run in {i['path']} ({result.get('error') or result.get('stderr', '').strip()[:120]})")
         if result["rc"] == 1:
             lines = [line for line in result["stdout"].splitlines() if line.strip()]
-            specs = parse_pip_check(result["stdout"])
+            specs = result.get("specs") or parse_pip_check(result["stdout"])
             python = i["env"]["python"]
-            if python.get("externally_managed") and not python.get("venv") and fixes.family(os) == "apt":
+            if result.get("uv") is not None:  # no pip here: its installer is uv, or nothing
+                quoted = " ".join(f"'{spec}'" for spec in specs)
+                fix = (f"uv pip install --python {i['path']} {quoted}   # this environment has no pip; uv installed it" if result["uv"]
+                       else f"{i['path']} -m ensurepip\n{i['path']} -m pip install {quoted}   # this interpreter has no pip yet")
+            elif python.get("externally_managed") and not python.get("venv") and fixes.family(os) == "apt":
                 names = " ".join("python3-" + re.split(r"[<>=!~ ;\[]", spec)[0].lower().replace("_", "-") for spec in specs)
                 fix = (f"{fixes.install(os, names)}   # the distribution's Python (PEP 668): its packages come from apt, mostly as python3-NAME\n"
                        f"# or give the project a virtual environment: python3 -m venv ~/venv, then ~/venv/bin/pip install there"
@@ -175,8 +181,24 @@ def pip_check(python_envs, os):
                 fix = f"{i['path']} -m pip install {quoted}   # what the broken packages ask for; check it does not downgrade a framework"
             else:
                 fix = f"# reinstall the packages named above into {i['path']}, or recreate the environment"
-            return warn(f"`pip check` finds {len(lines)} broken requirement(s) in {i['path']}", details=lines, fix=fix)
-    return ok("`pip check` finds no broken requirements")
+            how = "`pip check`" if result.get("uv") is None else "the installed metadata (no pip here, as `pip check` would)"
+            return warn(f"{how} finds {len(lines)} broken requirement(s) in {i['path']}", details=lines, fix=fix)
+    return ok("`pip check` finds no broken requirements" + (" (read from the installed metadata where pip is missing)"
+              if any(_pip_check(i).get("uv") is not None for i in interpreters(python_envs)) else ""))
+
+
+def _pip_check(interpreter: dict) -> dict:
+    """`pip check`'s run; where pip is missing, the same judgement from the env probe's metadata (`uv`: whether uv installed it)."""
+    env = interpreter["env"]
+    result = interpreter.get("pip_check") or {}
+    if env["python"].get("pip") is not False and "No module named pip" not in result.get("stderr", ""):
+        return result
+    if "requirements" not in env:
+        raise Skip(f"pip is not installed in {interpreter['path']}, so `pip check` cannot run")
+    found = broken_requirements(env["requirements"], env.get("markers") or {})
+    uv = any(d.get("installer") == "uv" for d in env["requirements"].values())
+    return {"rc": 1 if found else 0, "stdout": "\n".join(line for line, _ in found), "stderr": "", "error": None, "uv": uv,
+            "specs": list(dict.fromkeys(spec for _, spec in found))}
 
 
 def _cudnn(dist: dict, interpreter: dict) -> tuple[str, tuple[int, ...], str] | None:

@@ -7,15 +7,9 @@ from packaging.version import InvalidVersion, Version
 from gpudoctor import fixes, kb
 from gpudoctor.context import container_kind, describe
 from gpudoctor.host import NOT_RECORDED, NotRecorded
-from gpudoctor.parsers import (
-    os_from_lsb,
-    os_from_redhat,
-    os_from_release,
-    parse_glibc,
-    parse_modules,
-    parse_os_release,
-    parse_uname,
-)
+from gpudoctor.machineinfo import parse_lscpu, tool_version
+from gpudoctor.osinfo import RELEASE_FILES, identify
+from gpudoctor.parsers import parse_glibc, parse_modules, parse_uname
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
 
 GIB = 1 << 30
@@ -25,23 +19,12 @@ MODPROBE_DIRS = ("/etc/modprobe.d", "/usr/lib/modprobe.d", "/lib/modprobe.d", "/
 
 @collector("os")
 def collect_os(host) -> dict:
-    """Distribution from os-release (lsb-release where it is missing) and the kernel."""
-    facts, reads = {}, []
-    for path in ("/etc/os-release", "/usr/lib/os-release"):
-        reads.append(host.read(path))
-        release = parse_os_release(reads[-1].text or "")
-        if release.get("id"):
-            facts = {**os_from_release(release), "source": path}
-            break
-    if not facts:
-        reads.append(host.read("/etc/lsb-release"))
-        facts = {**os_from_lsb(reads[-1].text or ""), "source": "/etc/lsb-release"} if reads[-1].ok else {}
-    if not facts:  # RHEL and CentOS 6 and older have no os-release: /etc/redhat-release names them
-        reads.append(host.read("/etc/redhat-release"))
-        facts = {**os_from_redhat(reads[-1].text or ""), "source": "/etc/redhat-release"} if reads[-1].ok else {"id": "", "source": None}
+    """Distribution (through `distro`, from the release files as recorded) and the kernel."""
+    reads = [host.read(path) for path in RELEASE_FILES]
     uname = host.run(["uname", "-a"])
     if uname.error == NOT_RECORDED and all(r.error == NOT_RECORDED for r in reads):
         raise NotRecorded("/etc/os-release and uname -a")
+    facts = identify({r.path: r.text for r in reads if r.ok})
     facts["kernel"] = parse_uname(uname.stdout) if uname.ok else {"release": "", "arch": "", "hostname": ""}
     facts["wsl"] = "microsoft" in facts["kernel"]["release"].lower()
     return facts
@@ -118,17 +101,20 @@ def collect_container(host) -> dict:
     }
 
 
-CPU_FLAGS = ("hypervisor", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "amx_tile", "asimd", "sve")
+# the instruction sets frameworks are built for and dispatch to (x86: AVX2, AVX-512 and its bf16/fp16/VNNI parts, AMX)
+CPU_FLAGS = ("hypervisor", "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
 
 
 @collector("platform")
 def collect_platform(host) -> dict:
-    """The CPU (model, the instruction-set flags frameworks are built for) and whether this is a VM, and whose."""
+    """The CPU (model, sockets, NUMA nodes, the instruction-set flags frameworks are built for) and whether this is a VM, and whose."""
     cpuinfo = host.read("/proc/cpuinfo", limit=64 << 10)
     first = (cpuinfo.text or "").split("\n\n", 1)[0]
     fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines()) if _}
     flags = (fields.get("flags") or fields.get("Features") or "").split()
     virt = host.run(["systemd-detect-virt", "--vm"])
+    lscpu = host.run(["lscpu"])
     return {
         "cpu_model": fields.get("model name") or fields.get("Model name") or fields.get("CPU part"),
         "cpu_flags": sorted(set(flags) & set(CPU_FLAGS)) if cpuinfo.ok else None,
@@ -136,7 +122,18 @@ def collect_platform(host) -> dict:
         "virt": virt.stdout.strip() or None if virt.rc in (0, 1) and virt.error is None else None,
         "dmi": {name: (host.read(f"/sys/class/dmi/id/{name}").text or "").strip() or None
                 for name in ("sys_vendor", "product_name", "chassis_type")},
+        "cpu": parse_lscpu(lscpu.stdout) if lscpu.ok else {"error": lscpu.error or f"exit status {lscpu.rc}"},
     }
+
+
+@collector("toolchain")
+def collect_toolchain(host) -> dict:
+    """The compilers and CMake that build extensions and CUDA code, as `collect_env` reports them."""
+    answers = {name: host.run([name, "--version"]) for name in ("gcc", "clang", "cmake")}
+    if all(a.error == NOT_RECORDED for a in answers.values()):
+        raise NotRecorded("gcc, clang and cmake --version")
+    patterns = {"gcc": r"gcc (.*)", "clang": r"clang version (.*)", "cmake": r"cmake (.*)"}
+    return {name: tool_version(answer.stdout, patterns[name]) if answer.ok else None for name, answer in answers.items()}
 
 
 @check("system.os", "Linux distribution", needs=("os",))
@@ -147,6 +144,9 @@ def os_release(os):
                     fix="# restore /etc/os-release: it comes with base-files on Debian and Ubuntu, redhat-release or system-release on RHEL")
     name = os.get("pretty_name") or f"{os['id']} {os.get('version', '')}".strip()
     repo = fixes.nvidia_repo(os)
+    base = os.get("base")
+    if repo and base:
+        return ok(f"{name}: built on {base['id'].capitalize()} {base['version']}, which NVIDIA's driver packages support ({repo})")
     if repo:
         return ok(f"{name}: supported by NVIDIA's driver packages ({repo})")
     supported = ", ".join(f"{d} {'/'.join(v['versions'])}" for d, v in kb.load("distros")["supported"].items())
@@ -290,6 +290,21 @@ def shm(storage, container):
         return warn(f"/dev/shm is only {usage['total'] / (1 << 20):.0f} MiB: DataLoader workers die with 'Bus error' and NCCL "
                     "cannot create its segments", fix=fix)
     return ok(f"/dev/shm has {size:.1f} GiB")
+
+
+@check("system.build_tools", "C compiler and CMake", needs=("toolchain",), uses=("python_envs", "os"))
+def build_tools(toolchain, python_envs, os):
+    """Triton (torch.compile's GPU backend) compiles a launcher with the C compiler at run time: without one it stops
+    with 'Failed to find C compiler' (apple/ml-cross-entropy#5; kijai/ComfyUI-HunyuanVideoWrapper#23: build-essential)."""
+    found = [f"{name} {toolchain[name]}" for name in ("gcc", "clang", "cmake") if toolchain.get(name)]
+    triton = sorted({i["path"] for i in (python_envs or {}).get("interpreters") or []
+                     for d in (i.get("env") or {}).get("distributions") or [] if d["name"] in ("triton", "pytorch-triton")})
+    if triton and not (toolchain.get("gcc") or toolchain.get("clang")):
+        package = "build-essential" if fixes.family(os) == "apt" else "gcc"
+        return warn(f"no C compiler (gcc or clang) on PATH, and Triton is installed in {', '.join(triton)}: torch.compile and "
+                    "Triton kernels stop with 'Failed to find C compiler. Please specify via CC environment variable.'",
+                    fix=fixes.install(os, package), details=found)
+    return ok("; ".join(found) if found else "no C compiler or CMake on PATH (nothing judged here needs one)")
 
 
 @check("system.container", "Where gpudoctor runs: container, VM, WSL", needs=("container",), uses=("os", "platform", "pci"))

@@ -91,10 +91,12 @@ def cli() -> None:
 @click.option("--python", "pythons", multiple=True, type=PYTHON,
               help="Judge this interpreter (repeatable): its path, its env folder, or a command; default: the active venv or conda env, else python3 on PATH.")
 @click.option("--from", "source", metavar="REPORT", help="Re-judge a report (archive or report.json) instead of this machine.")
-def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, quick, policy_file, pythons, source) -> None:
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp16", "bf16", "fp8"]),
+              help="A training precision you will use (repeatable): warn where a GPU cannot run it.")
+def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, quick, policy_file, pythons, source, precisions) -> None:
     """Check this machine and print the verdict with a fix under every problem."""
-    if source and pythons:
-        raise UsageProblem("--python judges this machine's interpreters; it cannot be used with --from")
+    if source and (pythons or precisions):
+        raise UsageProblem("--python and --precision describe this machine's run; they cannot be used with --from")
     loaded = _load(source) if source else None
     policy = _policy(policy_file, loaded) if policy_file else None
     plugins, selection = _selected(only, skip_, no_smoke, policy, quick)
@@ -104,7 +106,8 @@ def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, quick, p
     stream = _open_output(output, fmt)
     if loaded and policy:  # judged from facts alone, the policy's own fact comes from today's file
         loaded.document["facts"]["policy"] = policy.to_dict()
-    run = _rejudge(plugins, loaded, selection, timeout) if loaded else _live_run(plugins, selection, timeout, pythons)[0]
+    run = _rejudge(plugins, loaded, selection, timeout) if loaded else \
+        _live_run(plugins, selection, timeout, pythons, precision=list(precisions))[0]
     if policy:
         from gpudoctor.policy_checks import apply
 
@@ -144,11 +147,12 @@ def _selected(only, skip_, no_smoke, policy=None, quick=False):
     return plugins, selection
 
 
-def _live_run(plugins, selection, timeout, pythons, after=None, smoke=None):
+def _live_run(plugins, selection, timeout, pythons, after=None, smoke=None, precision=None):
     """Check this machine; `after(run, host)` runs before the host is closed (report's context)."""
     from gpudoctor.host import LiveHost
 
-    host = LiveHost(timeout=timeout, options={"python": list(pythons), **({"smoke": smoke} if smoke else {})})
+    options = {"python": list(pythons), **({"smoke": smoke} if smoke else {}), **({"precision": precision} if precision else {})}
+    host = LiveHost(timeout=timeout, options=options)
     try:
         run = _run(plugins, host, selection, timeout)
         return run, (after(run, host) if after else None)

@@ -40,6 +40,9 @@ def hypervisor(platform: dict | None, pci: dict | None) -> str | None:
         return VIRT_NAMES.get(detected, detected)
     if detected == "none":  # systemd's word beats DMI: a Surface laptop's vendor is Microsoft, an Oracle server's Oracle
         return ""
+    vendor = (platform.get("cpu") or {}).get("hypervisor_vendor")  # lscpu, from the CPU's own hypervisor leaf
+    if vendor:
+        return VIRT_NAMES.get(vendor.lower(), vendor)
     dmi = " ".join(v for v in (platform.get("dmi") or {}).values() if v)
     for pattern, name in DMI_NAMES:
         if dmi and re.search(pattern, dmi):

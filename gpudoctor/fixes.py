@@ -22,11 +22,19 @@ def family(os: dict | None) -> str | None:
     return None
 
 
+def _uses_yum(os: dict | None) -> bool:
+    """RHEL and its rebuilds before 8, and Amazon Linux 2, have yum and no dnf."""
+    os = os or {}
+    major = (os.get("version") or "9").split(".")[0]
+    rhel_like = os.get("id") in ("centos", "rhel", "oracle", "ol", "scientific") or "rhel" in (os.get("like") or "").split()
+    return (os.get("id") == "amzn" and major == "2") or (rhel_like and major in ("4", "5", "6", "7"))
+
+
 def install(os: dict | None, *packages: str) -> str:
     """The command that installs `packages` here."""
     names = " ".join(packages)
-    if family(os) == "dnf" and (os or {}).get("id") in ("centos", "rhel") and (os or {}).get("version", "9").split(".")[0] in "4567":
-        return f"sudo yum install -y {names}"  # before RHEL 8 there is no dnf
+    if family(os) == "dnf" and _uses_yum(os):
+        return f"sudo yum install -y {names}"
     return {
         "apt": f"sudo apt-get install -y {names}",
         "dnf": f"sudo dnf install -y {names}",
@@ -35,13 +43,14 @@ def install(os: dict | None, *packages: str) -> str:
 
 
 def nvidia_repo(os: dict | None) -> str | None:
-    """NVIDIA's repository name for this release (e.g. 'debian12'), if NVIDIA has one."""
+    """NVIDIA's repository name for this release (e.g. 'debian12'), or its base's for a derivative, if NVIDIA has one."""
     if not os:
         return None
-    entry = kb.load("distros")["supported"].get(os.get("id") or "")
+    release = os.get("base") or os
+    entry = kb.load("distros")["supported"].get(release.get("id") or "")
     if not entry:
         return None
-    version = os.get("version") or ""
+    version = release.get("version") or ""
     for known, repo in entry["versions"].items():
         if version == known or version.split(".")[0] == known:
             return repo
@@ -52,13 +61,20 @@ def _uses_module_streams(os: dict | None) -> bool:
     """RHEL-family 8 and 9, and Amazon Linux 2023, ship NVIDIA's driver as dnf module streams."""
     os = os or {}
     major = (os.get("version") or "").split(".")[0]
-    return os.get("id") == "amzn" or (os.get("id") in ("rhel", "rocky", "almalinux", "ol", "centos") and major in ("8", "9"))
+    rhel = os.get("id") in ("rhel", "rocky", "almalinux", "oracle", "ol", "centos") or (os.get("base") or {}).get("id") == "rhel"
+    return os.get("id") == "amzn" or (rhel and major in ("8", "9"))
+
+
+def ubuntu_based(os: dict | None) -> bool:
+    """Ubuntu or a derivative that takes its packages from Ubuntu's archive (Mint, Pop!_OS)."""
+    os = os or {}
+    return os.get("id") == "ubuntu" or (os.get("base") or {}).get("id") == "ubuntu"
 
 
 def mok_key(os: dict | None) -> str:
     """The key DKMS (or akmods) signs the NVIDIA module with, which Secure Boot must have enrolled."""
     ident = (os or {}).get("id")
-    if ident == "ubuntu" or "ubuntu" in ((os or {}).get("like") or ""):
+    if ubuntu_based(os) or "ubuntu" in ((os or {}).get("like") or ""):
         return "/var/lib/shim-signed/mok/MOK.der"
     if ident == "fedora":
         return "/etc/pki/akmods/certs/public_key.der"
@@ -90,7 +106,7 @@ def update_grub(os: dict | None) -> str:
 def install_branch(os: dict | None, branch: str, open_modules: bool = False) -> str:
     """Install one driver branch in one flavour: Ubuntu's own package (nvidia-driver-580, -580-open), else NVIDIA's
     (cuda-drivers-580 is the proprietary flavour; nvidia-open-580 the open one)."""
-    if (os or {}).get("id") == "ubuntu":
+    if ubuntu_based(os):
         package = f"nvidia-driver-{branch}" + ("-open" if open_modules else "")
     else:
         package = f"nvidia-open-{branch}" if open_modules else f"cuda-drivers-{branch}"
@@ -104,7 +120,7 @@ def install_fabric_manager(os: dict | None, branch: str) -> str:
     NVIDIA/yum-packaging-fabric-manager): cuda-drivers-fabricmanager-<branch> on apt, dnf and zypper;
     Ubuntu's own archive ships nvidia-fabricmanager-<branch>.
     """
-    package = f"nvidia-fabricmanager-{branch}" if (os or {}).get("id") == "ubuntu" else f"cuda-drivers-fabricmanager-{branch}"
+    package = f"nvidia-fabricmanager-{branch}" if ubuntu_based(os) else f"cuda-drivers-fabricmanager-{branch}"
     return f"{install(os, package)}\nsudo systemctl enable --now nvidia-fabricmanager"
 
 

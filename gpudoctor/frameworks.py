@@ -15,8 +15,10 @@ from gpudoctor import compat
 from gpudoctor.plugin import Skip
 
 BROKEN = ("import_error", "crashed", "hung", "garbage", "not run")
-ALSO_NAMED = {"tensorflow": ("tensorflow-gpu", "tensorflow-cpu", "tf-nightly"), "cupy": ("cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x")}
-BUILD_CHECK = {"torch": "torch.build", "tensorflow": "tensorflow.build", "jax": "jax.install", "cupy": "cuda.driver_runtime"}
+ALSO_NAMED = {"tensorflow": ("tensorflow-gpu", "tensorflow-cpu", "tf-nightly"), "cupy": ("cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x"),
+              "onnxruntime": ("onnxruntime-gpu",)}
+BUILD_CHECK = {"torch": "torch.build", "tensorflow": "tensorflow.build", "jax": "jax.install", "cupy": "cuda.driver_runtime",
+               "onnxruntime": "onnxruntime.install"}
 
 
 def state(answer: dict | None, probe: str) -> str:

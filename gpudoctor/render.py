@@ -85,6 +85,8 @@ def key_facts(facts: dict) -> list[str]:
     if os:
         kernel = os.get("kernel") or {}
         lines.append(f"OS      {os.get('pretty_name') or os.get('id')}, kernel {kernel.get('release')} {kernel.get('arch')}")
+    lines += [line for line in (_cpu_line(facts.get("platform")), _tools_line(facts)) if line]
+    lines += _python_lines(facts.get("python_envs"))
     driver = facts.get("driver") or {}
     nvml = facts.get("nvml") or {}
     if driver:
@@ -98,6 +100,55 @@ def key_facts(facts: dict) -> list[str]:
         cc = f"sm_{d['cc'][0]}{d['cc'][1]}" if d.get("cc") else "sm_?"
         size = f", {memory / (1 << 30):.1f} GiB" if memory else ""
         lines.append(f"{'GPU' + str(d['index']):<8}{d.get('name')}{size}, {cc}" + (f", {d['bus']}" if d["bus"] else ""))
+    return lines
+
+
+FLAG_GROUPS = (("AVX2", ("avx2",)), ("AVX-512", ("avx512f",)), ("AVX-512 BF16", ("avx512_bf16",)),
+               ("AVX-512 FP16", ("avx512_fp16",)), ("AMX", ("amx_tile",)), ("NEON", ("asimd",)), ("SVE", ("sve",)))
+
+
+def _cpu_line(platform: dict | None) -> str | None:
+    """The CPU as collect_env's lscpu block would tell it: model, sockets, NUMA, the instruction sets, the hypervisor."""
+    if not platform:
+        return None
+    from gpudoctor.context import hypervisor
+
+    cpu = platform.get("cpu") or {}
+    parts = [cpu.get("model") or platform.get("cpu_model") or "unknown CPU"]
+    shape = [f"{cpu[k]} {word}{'' if cpu[k] == 1 else 's'}" for k, word in (("sockets", "socket"), ("cpus", "CPU"), ("numa_nodes", "NUMA node"))
+             if isinstance(cpu.get(k), int)]
+    flags = set(platform.get("cpu_flags") or [])
+    sets = [name for name, needed in FLAG_GROUPS if flags.issuperset(needed)]
+    vm = hypervisor(platform, None)
+    where = (f"{vm} guest" + (f" ({cpu['virtualization_type']} virtualisation)" if cpu.get("virtualization_type") else "")
+             if vm else "bare metal" if vm == "" else "")
+    text = ", ".join(parts + shape) + (f"; {', '.join(sets)}" if sets else "") + (f"; {where}" if where else "")
+    return f"CPU     {text}"
+
+
+def _tools_line(facts: dict) -> str | None:
+    """gcc, clang, CMake and nvcc as they answered, where they are installed."""
+    tools = facts.get("toolchain") or {}
+    nvcc = (facts.get("cuda_toolkits") or {}).get("nvcc_full_version")
+    found = [f"{name} {tools[name]}" for name in ("gcc", "clang", "cmake") if tools.get(name)] + ([f"nvcc {nvcc}"] if nvcc else [])
+    return f"Tools   {'; '.join(found)}" if found else None
+
+
+def _python_lines(python_envs: dict | None) -> list[str]:
+    """Each judged interpreter with the versions a bug report asks for: torch's build, NumPy, ONNX Runtime."""
+    lines = []
+    for interpreter in (python_envs or {}).get("interpreters") or []:
+        python = ((interpreter.get("env") or {}).get("python")) or {}
+        dists = {d["name"]: d["version"] for d in (interpreter.get("env") or {}).get("distributions") or []}
+        torch = interpreter.get("torch") or {}
+        version = (torch.get("version") or {}).get("value")
+        kind = "conda env" if python.get("conda") else "venv" if python.get("venv") else "system Python"
+        parts = [f"torch {version} (CUDA {(torch.get('version_cuda') or {}).get('value') or 'none'}"
+                 + (", debug build" if (torch.get("debug") or {}).get("value") else "") + ")"] if version else []
+        parts += [f"{label} {dists[name]}" for name, label in (("numpy", "NumPy"), ("onnxruntime", "onnxruntime"),
+                                                               ("onnxruntime-gpu", "onnxruntime-gpu")) if name in dists]
+        if python.get("version"):
+            lines.append(f"Python  {python['version']} ({kind}) {interpreter.get('path')}" + (f": {', '.join(parts)}" if parts else ""))
     return lines
 
 

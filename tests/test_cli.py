@@ -19,17 +19,19 @@ from gpudoctor import cli
 
 EXPECTED_IDS = [
     "system.os", "system.kernel", "system.kernel_headers", "system.secure_boot", "system.nouveau", "system.glibc",
-    "system.resources", "system.disk", "system.shm", "system.container",
+    "system.resources", "system.disk", "system.shm", "system.build_tools", "system.container",
     "driver.loaded", "driver.module_flavor", "driver.nvml_matches_kernel", "driver.nvidia_smi", "driver.device_nodes",
     "driver.uvm", "driver.persistence", "driver.fabric_manager", "driver.container_cuda", "driver.branch_support",
     "gpu.present", "gpu.visible", "gpu.inventory", "gpu.ecc", "gpu.memory_health", "gpu.xid", "gpu.pcie_link", "gpu.thermal", "gpu.mig",
     "gpu.compute_mode", "gpu.processes", "gpu.visible_devices", "gpu.device_order", "gpu.p2p",
+    "advice.gpu_memory", "advice.tensor_cores", "advice.environment", "gpu.state",
     "cuda.driver_runtime", "cuda.toolkits", "cuda.cuda_home", "cuda.host_compiler", "cuda.ld_library_path", "cuda.forward_compat", "cuda.ptx_compiler",
     "python.interpreter", "python.user_site", "python.duplicates", "python.pip_check", "python.framework_cuda",
     "torch.build", "torch.cuda_available", "torch.arch_list", "torch.device_count",
     "cudnn.inventory", "cudnn.torch", "cudnn.hazard",
     "tensorflow.build", "tensorflow.gpus", "tensorflow.arch",
     "jax.install", "jax.backend",
+    "onnxruntime.install", "onnxruntime.cuda",
     "conda.env", "conda.cuda_packages", "conda.channels", "conda.pip_mix",
     "smoke.torch", "smoke.jax", "smoke.tensorflow", "smoke.speed", "smoke.multi_gpu",
 ]
@@ -97,7 +99,7 @@ def test_only_and_skip_select_by_id_or_area():
     only = json.loads(gpudoctor_cmd("check", "--format", "json", "--only", "system,gpu.xid").stdout)
     assert {r["area"] for r in only["results"]} == {"system", "gpu"}
     assert [r["id"] for r in only["results"] if r["area"] == "gpu"] == ["gpu.xid"]
-    skipped = json.loads(gpudoctor_cmd("check", "--format", "json", "--skip", "driver", "--skip", "gpu,python,torch,cuda,cudnn,tensorflow,jax,conda",
+    skipped = json.loads(gpudoctor_cmd("check", "--format", "json", "--skip", "driver", "--skip", "gpu,advice,python,torch,cuda,cudnn,tensorflow,jax,onnxruntime,conda",
                                        "--no-smoke").stdout)
     assert {r["area"] for r in skipped["results"]} == {"system"}
 

@@ -92,7 +92,7 @@ def wait_gone(match, seconds: float = 3.0) -> bool:
 
 def test_builtins_are_listed_once_and_load_as_plugins():
     plugins = load_plugins(external=False)
-    assert [p.name for p in plugins] == [b.rsplit(".", 1)[1] for b in BUILTIN] == ["gpus", "system", "driver", "gpu", "cuda", "python", "torch", "cudnn", "tensorflow", "jax", "conda", "smoke"]
+    assert [p.name for p in plugins] == [b.rsplit(".", 1)[1] for b in BUILTIN] == ["gpus", "system", "driver", "gpu", "fitness", "cuda", "python", "torch", "cudnn", "tensorflow", "jax", "onnxruntime", "conda", "smoke"]
     ids = [c.id for p in plugins for c in p.checks]
     assert len(ids) == len(set(ids)) and all(p.distribution == "gpudoctor" for p in plugins)
 

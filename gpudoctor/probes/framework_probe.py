@@ -1,7 +1,7 @@
 """gpudoctor's probe, run inside the interpreter being judged: `python framework_probe.py WHAT`.
 
 WHAT is `env` (no framework imported: interpreter, site, distributions), `torch`, `jax`,
-`tensorflow`, `cupy`, or `smoke FRAMEWORK DEVICE STEPS` (smoke_probe.py, beside this file).
+`tensorflow`, `cupy`, `onnxruntime`, or `smoke FRAMEWORK DEVICE STEPS` (smoke_probe.py, beside this file).
 Standard library and the framework only, Python 3.8+. Before anything is imported, file
 descriptor 1 is moved onto stderr, so whatever the framework prints (from Python or from
 C) cannot corrupt the answer: one line on the real stdout, MARK followed by JSON. Each fact
@@ -17,6 +17,9 @@ import warnings
 
 MARK = "GPUDOCTOR-PROBE "
 INTERESTING = {"torch", "tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly", "jax", "jaxlib", "cupy", "pytorch-triton", "triton"}
+# what `torch.utils.collect_env` lists as relevant libraries (its PIP/COMMON/NVIDIA patterns, matched as substrings)
+RELEVANT = ("torch", "numpy", "triton", "optree", "onnx", "mypy", "flake8", "cudnn", "cublas", "cufft", "curand", "cusolver",
+            "cusparse", "nccl", "nvjitlink", "nvtx", "cuda-runtime", "cuda-nvrtc", "cuda-cupti", "mkl", "intel-openmp", "tbb")
 LIB_HINTS = ("libcud", "libcublas", "libnccl", "libnvjitlink", "libnvrtc", "libcufft", "libcusparse", "libcusolver",
              "libnvidia-ml", "libhip", "libamdhip")
 
@@ -55,7 +58,7 @@ def probe_env():
     dists = []
     for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name in INTERESTING or name.startswith(("nvidia-", "cupy", "jax-cuda")) or name in ("numpy", "onnxruntime", "onnxruntime-gpu"):
+        if name in INTERESTING or name.startswith(("nvidia-", "cupy", "jax-cuda")) or any(p in name for p in RELEVANT):
             entry = {"name": name, "version": dist.version, "location": str(dist.locate_file("")),
                      "installer": (dist.read_text("INSTALLER") or "").strip() or None}
             if name in INTERESTING or name.startswith(("cupy", "jax-cuda")):
@@ -69,6 +72,7 @@ def probe_env():
             spec = None
         modules[module] = spec.origin if spec else None
     user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    has_pip = util.find_spec("pip") is not None
     return {
         "python": {
             "version": platform.python_version(), "executable": sys.executable, "prefix": sys.prefix,
@@ -76,12 +80,38 @@ def probe_env():
             "conda": os.path.isdir(os.path.join(sys.prefix, "conda-meta")), "user_site": user_site,
             "user_site_enabled": bool(site.ENABLE_USER_SITE), "path": sys.path,
             "externally_managed": os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")),
-            "pip": util.find_spec("pip") is not None,
+            "pip": has_pip,
+            "build": sys.version.replace("\n", " "), "bits": sys.maxsize.bit_length() + 1, "platform": platform.platform(),
         },
         "distributions": sorted(dists, key=lambda d: (d["name"], d["location"])),
         "modules": modules,
         "LD_LIBRARY_PATH": os.environ.get("LD_LIBRARY_PATH"),
+        **({} if has_pip else {"requirements": _requirements(metadata), "markers": _markers()}),
     }
+
+
+def _requirements(metadata):
+    """Every distribution's version and declared requirements, for `pip check`'s judgement where pip is missing (uv venvs)."""
+    found = {}
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-").replace(".", "-")
+        if name and name not in found:
+            found[name] = {"version": dist.version, "requires": list(dist.requires or []),
+                           "installer": (dist.read_text("INSTALLER") or "").strip() or None}
+    return found
+
+
+def _markers():
+    """The values PEP 508 markers are evaluated against, for this interpreter (packaging.markers.default_environment)."""
+    import platform
+
+    info = sys.implementation.version
+    version = "%d.%d.%d" % (info.major, info.minor, info.micro) + ("" if info.releaselevel == "final" else info.releaselevel[0] + str(info.serial))
+    return {"implementation_name": sys.implementation.name, "implementation_version": version, "os_name": os.name,
+            "platform_machine": platform.machine(), "platform_release": platform.release(), "platform_system": platform.system(),
+            "platform_version": platform.version(), "python_full_version": platform.python_version(),
+            "platform_python_implementation": platform.python_implementation(), "python_version": ".".join(platform.python_version_tuple()[:2]),
+            "sys_platform": sys.platform}
 
 
 def probe_torch():
@@ -107,6 +137,14 @@ def probe_torch():
         facts["device_count"] = fact(torch.cuda.device_count)
         count = facts["device_count"].get("value") or 0
         facts["capabilities"] = fact(lambda: [list(torch.cuda.get_device_capability(i)) for i in range(count)])
+        # what CUDA init left in the environment: collect_env's "CUDA_MODULE_LOADING set to"
+        facts["cuda_module_loading"] = fact(lambda: os.environ.get("CUDA_MODULE_LOADING", ""))
+    facts["debug"] = fact(lambda: bool(torch.version.debug))
+    facts["xpu"] = fact(lambda: bool(hasattr(torch, "xpu") and torch.xpu.is_available()))
+    facts["xnnpack"] = fact(lambda: bool(__import__("torch.backends.xnnpack").backends.xnnpack.enabled))
+    if facts["version_hip"].get("value"):  # ROCm builds: the HIP and MIOpen runtimes, from the build's own config
+        facts["rocm_runtimes"] = fact(lambda: [line.strip() for line in torch._C._show_config().splitlines()
+                                               if "HIP Runtime" in line or "MIOpen" in line])
     facts["loaded_libs"] = loaded_libraries()
     facts["LD_LIBRARY_PATH"] = os.environ.get("LD_LIBRARY_PATH")
     return facts
@@ -154,10 +192,77 @@ def probe_cupy():
     return facts
 
 
-PROBES = {"env": probe_env, "torch": probe_torch, "jax": probe_jax, "tensorflow": probe_tensorflow, "cupy": probe_cupy}
+def _tiny_model():
+    """A one-node ONNX model (Y = X + X, float[1], opset 13) as protobuf bytes, written by hand: no onnx package needed."""
+    def varint(n):
+        out = b""
+        while True:
+            low, n = n & 0x7F, n >> 7
+            out += bytes([low | (0x80 if n else 0)])
+            if not n:
+                return out
+
+    def field(number, payload):  # length-delimited
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+    def number(field_no, n):
+        return varint(field_no << 3) + varint(n)
+
+    shape = field(2, field(1, number(1, 1)))  # TensorShapeProto { dim { dim_value: 1 } }
+    tensor = field(1, number(1, 1) + shape)  # TypeProto { tensor_type { elem_type: FLOAT, shape } }
+    node = field(1, b"X") + field(1, b"X") + field(2, b"Y") + field(4, b"Add")
+    graph = field(1, node) + field(2, b"gpudoctor") + field(11, field(1, b"X") + field(2, tensor)) + field(12, field(1, b"Y") + field(2, tensor))
+    return number(1, 7) + field(7, graph) + field(8, number(2, 13))
 
 
-TOP_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "cupy": "cupy"}
+def _session(ort, providers):
+    """Create and run a session on the tiny model; what ORT printed (its C++ log goes to fd 2) comes back too."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as log:
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            session = ort.InferenceSession(_tiny_model(), providers=providers)
+            result = {"providers": session.get_providers()}
+            import numpy
+
+            result["output"] = session.run(None, {"X": numpy.array([1.5], dtype=numpy.float32)})[0].tolist()
+        except Exception as exc:
+            result = {"error": "%s: %s" % (type(exc).__name__, str(exc)[:1000])}
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        lines = log.read().decode(errors="replace").splitlines()
+    result["log"] = [line[:600] for line in lines if "onnxruntime" in line or "Failed" in line or "error" in line.lower()][-8:]
+    return result
+
+
+def probe_onnxruntime():
+    start = time.perf_counter()
+    import onnxruntime as ort
+
+    facts = {"import_s": round(time.perf_counter() - start, 4), "version": ort.__version__, "file": ort.__file__}
+    _try(facts, "build", lambda: {"package": __import__("onnxruntime.capi.build_and_package_info").capi.build_and_package_info.package_name,
+                                  "cuda_version": getattr(ort, "cuda_version", "") or None})
+    _try(facts, "device", ort.get_device)
+    _try(facts, "providers", ort.get_available_providers)
+    facts["cpu_session"] = _session(ort, ["CPUExecutionProvider"])
+    if "CUDAExecutionProvider" in (facts.get("providers") or []):
+        facts["cuda_session"] = _session(ort, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+        fell_back = "CUDAExecutionProvider" not in facts["cuda_session"].get("providers", [])
+        if fell_back and hasattr(ort, "preload_dlls"):  # 1.21+: load CUDA and cuDNN from the nvidia-* wheels, then again
+            _try(facts, "preload", lambda: ort.preload_dlls() or True)
+            facts["cuda_session_after_preload"] = _session(ort, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    facts["loaded_libs"] = loaded_libraries()
+    return facts
+
+
+PROBES = {"env": probe_env, "onnxruntime": probe_onnxruntime, "torch": probe_torch, "jax": probe_jax, "tensorflow": probe_tensorflow, "cupy": probe_cupy}
+
+
+TOP_MODULE = {"torch": "torch", "jax": "jax", "tensorflow": "tensorflow", "cupy": "cupy", "onnxruntime": "onnxruntime"}
 
 
 def failure(exc, what):
