@@ -1,9 +1,10 @@
 """The command line: `gpudoctor check`, `report`, `diff`, `list`, `--version`.
 
 Exit codes: 0 nothing failed (warnings allowed unless --strict); 1 a check failed or
-errored (or warned, with --strict); 2 usage error or unreadable report; 3 gpudoctor
-itself broke; 130 Ctrl-C. `report` exits 0 once the archive is written; `diff` as
-diff(1): 0 same, 1 different, 2 trouble.
+errored (or warned, with --strict); 2 usage error, unreadable report or unwritable
+output; 3 gpudoctor itself broke; 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (each kills what
+gpudoctor started); 141 its output pipe closed (`| head`). `report` exits 0 once the
+archive is written; `diff` as diff(1): 0 same, 1 different, 2 trouble.
 
 Heavy modules (rich, the engine, the checks) are imported only by the command that needs
 them, so `--version` and `--help` stay fast.
@@ -16,13 +17,14 @@ import sys
 
 import click
 
-from gpudoctor import __version__
+from gpudoctor import __version__, signals, streams
 
 EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 2, 3, 130
 FORMATS = ["text", "json", "markdown", "junit", "prometheus"]
 QUICK_S, QUICK_TIMEOUT_S = 5, 3.0
 QUICK_LEAVES_OUT = (("python_envs", "left out by --quick: judging an interpreter imports its frameworks (run gpudoctor check without --quick)"),
                     ("smoke", "left out by --quick: the smoke test trains on the GPUs (run gpudoctor check without --quick)"))
+SMOKE_LIMIT = "110 s, see `gpudoctor smoke --timeout`"
 
 
 class UsageProblem(click.UsageError):
@@ -61,6 +63,29 @@ class PythonType(click.ParamType):
 PYTHON = PythonType()
 
 
+class Seconds(click.FloatRange):
+    """A time limit: a number of seconds in range; `nan`, which FloatRange lets through, is refused too."""
+
+    def convert(self, value, param, ctx):
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
+class Commands(click.Group):
+    """gpudoctor's commands; a write into a closed pipe becomes `ClosedOutput`, which click would
+    otherwise turn into exit 1, a failed check's code."""
+
+    def make_context(self, *args, **kwargs):
+        with streams.closed_pipe_is_quiet():  # --help and --version print while parsing
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with streams.closed_pipe_is_quiet():
+            return super().invoke(ctx)
+
+
 def _names(values: tuple[str, ...]) -> frozenset[str]:
     return frozenset(n.strip() for v in values for n in v.split(",") if n.strip())
 
@@ -69,34 +94,43 @@ def _colour(stream) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=__doc__.split("\n\n")[1])
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]}, epilog=__doc__.split("\n\n")[1],
+             invoke_without_command=True)
 @click.version_option(__version__, "-V", "--version", prog_name="gpudoctor", message="%(prog)s %(version)s")
-def cli() -> None:
+@click.pass_context
+def cli(ctx) -> None:
     """Can this Linux server train models on its GPUs right now? If not, what fixes it."""
+    if ctx.invoked_subcommand is None:  # bare `gpudoctor` asks what it can do: the help, not an error
+        click.echo(ctx.get_help())
 
 
 @cli.command()
 @click.option("-v", "--verbose", is_flag=True, help="Show every check, its details and the key facts.")
 @click.option("--only", multiple=True, metavar="IDS", help="Run only these check ids or areas (comma-separated, repeatable).")
 @click.option("--skip", "skip_", multiple=True, metavar="IDS", help="Leave out these check ids or areas.")
-@click.option("--timeout", type=click.FloatRange(min=0.1, max=3600), default=None, show_default="10, 3 with --quick",
-              metavar="S", help="Seconds each collector, command and NVML query may take.")
+@click.option("--timeout", type=Seconds(min=0.1, max=3600), default=None, show_default="10, 3 with --quick", metavar="S",
+              help=f"Seconds any one collector, command, probe or NVML query may run before it is killed "
+                   f"(the smoke test's training run has its own limit: {SMOKE_LIMIT}).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               help="Write the result here (prometheus: written whole, through a temporary file and a rename).")
+@click.option("--anonymize", is_flag=True, help="Remove secrets and replace host and user names, IP and MAC addresses, "
+                                                  "GPU serials and UUIDs in the output, as `report --anonymize` does.")
 @click.option("--no-smoke", is_flag=True, help="Skip the on-GPU training smoke test.")
 @click.option("--quick", is_flag=True, help=f"A scheduler's health check: no framework imports, no smoke test, under {QUICK_S} s.")
 @click.option("--policy", "policy_file", metavar="FILE", help="Also judge this node against a policy (TOML): see examples/policies/.")
 @click.option("--python", "pythons", multiple=True, type=PYTHON,
               help="Judge this interpreter (repeatable): its path, its env folder, or a command; default: the active venv or conda env, else python3 on PATH.")
-@click.option("--from", "source", metavar="REPORT", help="Re-judge a report (archive or report.json) instead of this machine.")
+@click.option("--from", "source", metavar="REPORT", help="Re-judge a report (archive, report.json or an extracted archive's folder) instead of this machine.")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp16", "bf16", "fp8"]),
               help="A training precision you will use (repeatable): warn where a GPU cannot run it.")
-def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, quick, policy_file, pythons, source, precisions) -> None:
+def check(verbose, only, skip_, timeout, strict, fmt, output, anonymize, no_smoke, quick, policy_file, pythons, source, precisions) -> None:
     """Check this machine and print the verdict with a fix under every problem."""
     if source and (pythons or precisions):
         raise UsageProblem("--python and --precision describe this machine's run; they cannot be used with --from")
+    if source and anonymize:
+        raise UsageProblem("--anonymize applies to this machine's run; a report is anonymized when it is written (gpudoctor report --anonymize)")
     loaded = _load(source) if source else None
     policy = _policy(policy_file, loaded) if policy_file else None
     plugins, selection = _selected(only, skip_, no_smoke, policy, quick)
@@ -106,14 +140,21 @@ def check(verbose, only, skip_, timeout, strict, fmt, output, no_smoke, quick, p
     stream = _open_output(output, fmt)
     if loaded and policy:  # judged from facts alone, the policy's own fact comes from today's file
         loaded.document["facts"]["policy"] = policy.to_dict()
-    run = _rejudge(plugins, loaded, selection, timeout) if loaded else \
-        _live_run(plugins, selection, timeout, pythons, precision=list(precisions))[0]
+    precision = list(precisions)
+    if loaded:
+        run = _rejudge(plugins, loaded, selection, timeout)
+    elif anonymize:
+        run = _live_run(plugins, selection, timeout, pythons, _anonymized(plugins, selection, timeout), precision=precision)[1]
+    else:
+        run = _live_run(plugins, selection, timeout, pythons, precision=precision)[0]
     if policy:
         from gpudoctor.policy_checks import apply
 
         run.results = apply(run.results, policy)
     code = run.exit_code(strict)
-    _emit(run, code, fmt, verbose, stream, loaded.document if loaded else None)
+    with streams.writing(output):
+        _emit(run, code, fmt, verbose, stream, loaded.document if loaded else None)
+    _wrote(output, f"{fmt}, exit code {code}")
     sys.exit(code)
 
 
@@ -127,6 +168,19 @@ def _policy(path: str, loaded):
         return resolve(load_policy(path), str(loaded.document.get("host") or "") if loaded else socket.gethostname())
     except PolicyError as exc:
         raise UsageProblem(str(exc)) from None
+
+
+def _anonymized(plugins, selection, timeout):
+    """The run re-judged from its evidence after the report's redaction and anonymization (report.anonymized)."""
+    from gpudoctor.report import anonymized
+
+    return lambda run, host: anonymized(run, host, dict(os.environ), timeout, plugins, selection)
+
+
+def _wrote(output: str | None, what: str) -> None:
+    """Where the output went, on stderr so that stdout stays clean, as `report` says where its archive is."""
+    if output not in (None, "-"):
+        click.echo(f"gpudoctor: wrote {output} ({what})", err=True)
 
 
 def _selected(only, skip_, no_smoke, policy=None, quick=False):
@@ -186,19 +240,14 @@ def _rejudge(plugins, loaded, selection, timeout):
 
 
 def _open_output(output: str | None, fmt: str = "text"):
-    if output in (None, "-"):
-        return sys.stdout
-    if fmt == "prometheus":  # a collector must never read half a file: write beside it, rename when whole
+    if fmt == "prometheus" and output not in (None, "-"):  # a collector must never read half a file: write beside it, rename when whole
         from gpudoctor.formats import AtomicFile
 
         try:
             return AtomicFile(output)
         except OSError as exc:
             raise UsageProblem(f"cannot write {output}: {exc.strerror or exc}") from None
-    try:
-        return open(output, "w", encoding="utf-8")
-    except OSError as exc:
-        raise UsageProblem(f"cannot write {output}: {exc.strerror or exc}") from None
+    return streams.open_output(output)
 
 
 def _run(plugins, host, selection, timeout):
@@ -262,22 +311,26 @@ def _emit(run, code: int, fmt: str, verbose: bool, stream, source: dict | None =
 @click.option("--python", "pythons", multiple=True, type=PYTHON,
               help="Run it in this interpreter (repeatable): its path, its env folder, or a command; default as for check.")
 @click.option("--steps", type=click.IntRange(5, 1000), default=30, show_default=True, help="Mixed-precision training steps.")
-@click.option("--timeout", type=click.FloatRange(min=1, max=110), default=110.0, show_default=True, metavar="S",
-              help="Seconds the whole smoke test may take in each interpreter.")
+@click.option("--timeout", type=Seconds(min=1, max=110), default=110.0, show_default=True, metavar="S",
+              help="Seconds each framework's training run may take in each interpreter before it is killed.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write the result here.")
 @click.option("-v", "--verbose", is_flag=True, help="Every figure the smoke test measured.")
-def smoke(device, frameworks, pythons, steps, timeout, fmt, verbose) -> None:
+def smoke(device, frameworks, pythons, steps, timeout, fmt, output, verbose) -> None:
     """Only the training smoke test: train a tiny model, check its numbers, measure the speed."""
     from gpudoctor.runner import Selection
 
     plugins, _ = _selected((), (), False)
+    stream = _open_output(output)
     options = {"device": device, "steps": steps, "frameworks": list(frameworks), "timeout": timeout}
     run = _live_run(plugins, Selection(only=frozenset({"smoke"})), timeout + 10, pythons, smoke=options)[0]
     code = run.exit_code()
     trained = [r for r in run.results if r.id in ("smoke.torch", "smoke.jax", "smoke.tensorflow") and r.status.value != "skip"]
     if not trained:  # nothing tested is not a pass
         code = 1
-    _emit(run, code, fmt, verbose, sys.stdout)
+    with streams.writing(output):
+        _emit(run, code, fmt, verbose, stream)
+    _wrote(output, f"{fmt}, exit code {code}")
     if not trained:
         skipped = next((r.summary for r in run.results if r.id == "smoke.torch"), "")
         hint = ("no GPU is visible here: gpudoctor smoke --device cpu runs the same test on the CPU"
@@ -291,18 +344,22 @@ def smoke(device, frameworks, pythons, steps, timeout, fmt, verbose) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="PATH",
               help="Where to write the archive; default: gpudoctor-report-HOST-TIME.tar.gz here.")
 @click.option("--anonymize", is_flag=True, help="Also replace host and user names, IP and MAC addresses, GPU serials and UUIDs.")
+@click.option("--only", multiple=True, metavar="IDS", help="Judge only these check ids or areas (comma-separated, repeatable).")
+@click.option("--skip", "skip_", multiple=True, metavar="IDS", help="Leave out these check ids or areas.")
 @click.option("--no-smoke", is_flag=True, help="Skip the on-GPU training smoke test.")
-@click.option("--timeout", type=click.FloatRange(min=0.1, max=3600), default=10.0, show_default=True, metavar="S",
-              help="Seconds each collector and command may take.")
+@click.option("--timeout", type=Seconds(min=0.1, max=3600), default=10.0, show_default=True, metavar="S",
+              help=f"Seconds any one collector, command, probe or NVML query may run before it is killed "
+                   f"(the smoke test's training run has its own limit: {SMOKE_LIMIT}).")
 @click.option("--python", "pythons", multiple=True, type=PYTHON,
-              help="Judge this interpreter, and record its packages and probes (repeatable); default as for check.")
-def report(output, anonymize, no_smoke, timeout, pythons) -> None:
+              help="Judge this interpreter and put its probe answers and `pip list` in the archive (repeatable): its path, "
+                   "its env folder, or a command; default: the active venv or conda env, else python3 on PATH.")
+def report(output, anonymize, only, skip_, no_smoke, timeout, pythons) -> None:
     """Write one archive for support: verdict, facts, raw evidence and context, secrets removed."""
     import socket
 
     from gpudoctor.report import archive_stem, write_report
 
-    plugins, selection = _selected((), (), no_smoke)
+    plugins, selection = _selected(only, skip_, no_smoke)
     path = output or archive_stem(socket.gethostname(), anonymize) + ".tar.gz"
     _check_writable(path)
     say = _progress()
@@ -327,9 +384,20 @@ def report(output, anonymize, no_smoke, timeout, pythons) -> None:
 
 
 def _check_writable(path: str) -> None:
+    """The archive is written beside `path`, then renamed onto it: its folder must take a new file, and
+    `path` may not be a device or a pipe (/dev/full would be replaced by the archive)."""
+    import tempfile
+
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise UsageProblem(f"cannot write {path}: {'a folder' if os.path.isdir(path) else 'its folder is missing or not writable'}")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UsageProblem(f"cannot write {path}: not a regular file, and the archive would replace it")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageProblem(f"cannot write {path}: its folder takes no new file ({exc.strerror or exc})") from None
 
 
 def _progress():
@@ -343,18 +411,19 @@ def _progress():
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write the result here.")
 @click.option("-v", "--verbose", is_flag=True, help="List every differing fact.")
-def diff(a, b, fmt, verbose) -> None:
-    """Compare two reports (archives or JSON): versions, facts and statuses that differ."""
+def diff(a, b, fmt, output, verbose) -> None:
+    """Compare two reports (archives, JSON or extracted folders): versions, facts and statuses that differ."""
     import json
 
     from gpudoctor.diff import compare, text_lines
 
-    result = compare(_load(a).document, _load(b).document)
-    if fmt == "json":
-        click.echo(json.dumps(result, indent=2, default=str))
-    else:
-        click.echo("\n".join(text_lines(result, verbose)))
+    documents = _load(a).document, _load(b).document
+    stream = _open_output(output)
+    result = compare(*documents)
+    _write(json.dumps(result, indent=2, default=str) if fmt == "json" else "\n".join(text_lines(result, verbose)), stream, output)
+    _wrote(output, f"{fmt}, {'same' if result['same'] else 'different'}")
     sys.exit(0 if result["same"] else 1)
 
 
@@ -376,31 +445,53 @@ def summarize(paths, fmt) -> None:
     sys.exit(1 if result["failing_nodes"] else 0)
 
 
+def _write(text: str, stream, output: str | None) -> None:
+    """One command's whole output, a line at its end; the file closed after."""
+    with streams.writing(output):
+        stream.write(text + "\n")
+        stream.flush()
+        if stream is not sys.stdout:
+            stream.close()
+
+
 @cli.command("list")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def list_checks(fmt) -> None:
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write the list here.")
+def list_checks(fmt, output) -> None:
     """List every check: id, area, title and the distribution it comes from."""
     import json
 
     from gpudoctor.plugins import load_plugins
 
+    stream = _open_output(output)
     rows = []
     for plugin in load_plugins():
         if plugin.load_error:
             click.echo(f"gpudoctor: plugin {plugin.name} from {plugin.distribution} failed to load: {plugin.load_error}", err=True)
         rows += [{"id": c.id, "area": c.area, "title": c.title, "distribution": plugin.distribution} for c in plugin.checks]
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
-        return
     width = max((len(r["id"]) for r in rows), default=10)
-    for row in rows:
-        click.echo(f"{row['id']:<{width}}  {row['area']:<7}  {row['title']}  [{row['distribution']}]")
+    lines = [f"{row['id']:<{width}}  {row['area']:<7}  {row['title']}  [{row['distribution']}]" for row in rows]
+    _write(json.dumps(rows, indent=2) if fmt == "json" else "\n".join(lines), stream, output)
+    _wrote(output, f"{fmt}, {len(rows)} checks")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one-line usage errors, exit 3 on our own bugs, 130 on Ctrl-C."""
+    """Entry point: one-line usage errors, exit 3 on our own bugs, 130 on Ctrl-C, 128+N on SIGTERM and SIGHUP."""
+    streams.fit_to_locale()
+    try:
+        with signals.handled():
+            return _main(argv)
+    except signals.Stopped as exc:  # the host was closed on the way out: nothing gpudoctor started runs on
+        _say(f"gpudoctor: stopped by {exc.name}")
+        return exc.exit_code
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="gpudoctor", standalone_mode=False)
+    except streams.ClosedOutput:
+        streams.silence_stdout()
+        return streams.EXIT_PIPE
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:
@@ -424,6 +515,14 @@ def main(argv: list[str] | None = None) -> int:
                    "please report it with GPUDOCTOR_DEBUG=1 output", err=True)
         return EXIT_BUG
     return 0
+
+
+def _say(message: str) -> None:
+    """A last line on stderr, which a closed terminal (the SIGHUP case) may no longer take."""
+    try:
+        click.echo(message, err=True)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ class Evidence:
         listing of its own.
         """
         folder = Path(folder)
-        spec = json.loads((folder / "evidence.json").read_text())
+        spec = json.loads((folder / "evidence.json").read_text(encoding="utf-8"))
         data = _resolve(spec, folder)
         files_dir = data.pop("files_dir", None)
         if files_dir:
@@ -64,7 +64,7 @@ class Evidence:
             recorded = {}
             for path in sorted(root.rglob("*")):
                 if path.is_file():
-                    recorded["/" + str(path.relative_to(root))] = {"text": path.read_text(errors="replace")}
+                    recorded["/" + str(path.relative_to(root))] = {"text": path.read_text(encoding="utf-8", errors="replace")}
             recorded.update(data.get("files", {}))
             data["files"] = recorded
             folders = {"/" + str(p.relative_to(root)): sorted(c.name for c in p.iterdir())
@@ -80,12 +80,12 @@ def _resolve(value: Any, folder: Path) -> Any:
     if not isinstance(value, dict):
         return value
     if "json_file" in value:
-        loaded = json.loads((folder / value["json_file"]).read_text())
+        loaded = json.loads((folder / value["json_file"]).read_text(encoding="utf-8"))
         return loaded[value["key"]] if "key" in value else loaded
     resolved = {}
     for key, item in value.items():
         if key.endswith("_file") and isinstance(item, str):
-            resolved[key[: -len("_file")]] = (folder / item).read_text(errors="replace")
+            resolved[key[: -len("_file")]] = (folder / item).read_text(encoding="utf-8", errors="replace")
         else:
             resolved[key] = _resolve(item, folder)
     return resolved

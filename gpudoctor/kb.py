@@ -16,4 +16,4 @@ _DIR = Path(__file__).parent / "knowledge"
 @functools.lru_cache(maxsize=None)
 def load(name: str) -> dict:
     """The table `name` (e.g. "xid"), parsed once per process."""
-    return json.loads((_DIR / f"{name}.json").read_text())
+    return json.loads((_DIR / f"{name}.json").read_text(encoding="utf-8"))

@@ -51,7 +51,7 @@ def _fabric(nvml, handle):
 def _library() -> dict:
     """Path and version of the libnvidia-ml this process mapped (mismatch diagnosis)."""
     try:
-        with open("/proc/self/maps") as maps:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             paths = {line.split()[-1] for line in maps if "libnvidia-ml.so" in line}
     except OSError:
         return {}
@@ -66,7 +66,7 @@ def _processes(nvml, handle) -> list:
     procs = []
     for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
         try:
-            with open(f"/proc/{proc.pid}/comm") as comm:
+            with open(f"/proc/{proc.pid}/comm", encoding="utf-8", errors="replace") as comm:
                 name = comm.read().strip()
         except OSError:
             name = None

@@ -2,7 +2,8 @@
 
 `write_report` turns a finished run and its host's evidence into the archive, with the
 context support always asks for; every byte passes through one `Redactor`. `load_report`
-reads an archive (or a bare report.json) back without extracting anything to disk, and
+reads an archive (or a bare report.json, or an archive's extracted folder) back without extracting
+anything to disk, and
 refuses corrupt, oversized, unsafe or unknown-schema input with one line.
 """
 
@@ -16,7 +17,7 @@ import tarfile
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from gpudoctor import render
@@ -116,9 +117,7 @@ def write_report(run, host, path: str, anonymize: bool, environ: dict, timeout: 
     os_release = host.read("/etc/os-release")
     progress("redacting and writing the archive…")
     redactor = Redactor(anonymize, hostnames=_hostnames(run, environ), users=_users(host, environ))
-    evidence = redactor.value(raw_evidence)
-    results, facts, _ = run_checks(plugins, RecordedHost(Evidence(evidence), timeout), selection, timeout)
-    redacted_run = Run(results, facts, run.started_at, run.duration_s, redactor.text(run.host), run.collector_s)
+    redacted_run, evidence = _rejudged(run, raw_evidence, redactor, timeout, plugins, selection)
     code = redacted_run.exit_code()
     # Derived from redacted evidence already; this pass guards anything a check adds from elsewhere, and
     # the redactor is idempotent, so it never re-maps a placeholder or re-counts a secret.
@@ -135,8 +134,26 @@ def write_report(run, host, path: str, anonymize: bool, environ: dict, timeout: 
     counts = {"commands": len(evidence.get("commands") or {}), "files": sum(1 for f in (evidence.get("files") or {}).values() if f.get("text") is not None),
               "probes": len(evidence.get("probes") or {}), "context": len(items) + 2}
     live = {r.id: r.status for r in run.results}
-    changed = [r.id for r in results if live.get(r.id) != r.status]
+    changed = [r.id for r in redacted_run.results if live.get(r.id) != r.status]
     return Written(path, size, counts, missing, redactor.summary(), changed)
+
+
+def _rejudged(run, raw_evidence: dict, redactor: Redactor, timeout: float, plugins, selection) -> tuple[Run, dict]:
+    """The run judged again from its redacted evidence, and that evidence."""
+    evidence = redactor.value(raw_evidence)
+    results, facts, _ = run_checks(plugins, RecordedHost(Evidence(evidence), timeout), selection, timeout)
+    return Run(results, facts, run.started_at, run.duration_s, redactor.text(run.host), run.collector_s), evidence
+
+
+def anonymized(run, host, environ: dict, timeout: float, plugins, selection) -> Run:
+    """A live run as an anonymized report would hold it (`check --anonymize`): judged again from
+    its redacted, anonymized evidence, then every result and fact passed through the redactor once
+    more, as report.json is, so that any output format carries nothing it removed."""
+    redactor = Redactor(True, hostnames=_hostnames(run, environ), users=_users(host, environ))
+    clean, _ = _rejudged(run, host.evidence.to_dict(), redactor, timeout, plugins, selection)
+    results = [replace(r, title=redactor.text(r.title), summary=redactor.text(r.summary), fix=redactor.text(r.fix),
+                       details=tuple(redactor.text(line) for line in r.details)) for r in clean.results]
+    return Run(results, redactor.value(clean.facts), clean.started_at, clean.duration_s, clean.host, clean.collector_s)
 
 
 def archive_stem(host: str, anonymize: bool) -> str:
@@ -235,8 +252,10 @@ class Loaded:
 
 
 def load_report(path: str) -> Loaded:
-    """A report archive or report.json, checked; never extracted to disk."""
+    """A report archive, report.json or an extracted archive's folder, checked; an archive is never extracted to disk."""
     file = Path(path)
+    if file.is_dir():
+        return _load_folder(file, path)
     if not file.is_file():
         raise ReportError(f"{path}: no such report file")
     size = file.stat().st_size
@@ -252,10 +271,33 @@ def load_report(path: str) -> Loaded:
         evidence = _parse(evidence, path) if evidence is not None else None
     else:
         document, evidence = _parse(file.read_bytes(), path), None
+    return _checked(document, evidence, path)
+
+
+def _checked(document: dict, evidence: dict | None, path: str) -> Loaded:
     _validate(document, path)
     if evidence is not None and not all(isinstance(evidence.get(s, {}), dict) for s in ("commands", "files", "probes")):
         raise ReportError(f"{path}: evidence.json is not gpudoctor evidence")
     return Loaded(document, evidence)
+
+
+def _load_folder(folder: Path, path: str) -> Loaded:
+    """An extracted archive: the folder holding report.json (and evidence.json, when kept)."""
+    members = {}
+    for name in ("report.json", "evidence.json"):
+        member = folder / name
+        if member.is_file():
+            if member.stat().st_size > MEMBER_CAP:
+                raise ReportError(f"{path}: {name} is far larger than a report can be; refused")
+            try:
+                members[name] = member.read_bytes()
+            except OSError as exc:
+                raise ReportError(f"{path}: cannot read {name} ({exc.strerror or exc})") from None
+    if "report.json" not in members:
+        raise ReportError(f"{path}: a folder without report.json; give the extracted report's folder (gpudoctor-report-HOST-TIME)")
+    document = _parse(members["report.json"], path)
+    evidence = _parse(members["evidence.json"], path) if "evidence.json" in members else None
+    return _checked(document, evidence, path)
 
 
 def _read_archive(file: Path, mode: str) -> dict[str, bytes]:

@@ -37,7 +37,7 @@ def fact(func):
 def loaded_libraries():
     """The CUDA-family libraries this process really mapped (which copy was loaded, not which exists)."""
     try:
-        with open("/proc/self/maps") as maps:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             paths = {line.split()[-1] for line in maps if "/" in line}
     except OSError:
         return []
