@@ -257,3 +257,18 @@ def test_anonymize_hides_jobs_host_lists_containers_and_pods(tmp_path):
     for kind in ("host list", "job name", "container name", "user name", "host name", "pod uid"):
         assert written.redacted.get(kind), kind
     assert written.redacted.get("Hex High Entropy String")  # the container id: a 64-hex run goes, always
+
+
+def test_a_build_that_keeps_making_new_findings_is_cut_where_they_stand():
+    from gpudoctor.report import _scanned
+
+    keys = [SHAPES["mailchimp key"][1](random.Random(seed))[1] for seed in range(10)]
+    calls = []
+
+    def build(found):  # a redaction that, impossibly, brings a new secret each time
+        calls.append(dict(found))
+        return {"context/x.txt": f"key {keys[len(calls)]}\n".encode()}, [], Redactor(found=found)
+
+    members, _, _ = _scanned(Scanner(), build)
+    assert len(calls) == 3 and not any(key.encode() in members["context/x.txt"] for key in keys)
+    assert members["context/x.txt"] == b"key [REDACTED Mailchimp Access Key]\n"
