@@ -74,7 +74,11 @@ def leaky_machine(tmp_path_factory):
     env.update({"PATH": f"{bin_dir}:{os.environ['PATH']}", "CUDA_HOME": str(cuda), "CONDA_PREFIX": str(root / "conda"),
                 "PYTHONPATH": str(site), "PIP_EXTRA_INDEX_URL": SHAPED["basic auth url"][0]})
     out = root / "report.tar.gz"
-    proc = gpudoctor_cmd("report", "-o", str(out), "--no-smoke", "--python", sys.executable, env=env, timeout=300)
+    umask = os.umask(0o022)  # the common default, which leaves new files readable by every user
+    try:
+        proc = gpudoctor_cmd("report", "-o", str(out), "--no-smoke", "--python", sys.executable, env=env, timeout=300)
+    finally:
+        os.umask(umask)
     assert proc.returncode == 0, proc.stderr
     return {"archive": out, "proc": proc, "env": env}
 
@@ -118,6 +122,16 @@ def test_the_archive_and_its_members_are_private_under_umask_022(leaky_machine, 
     with tarfile.open(leaky_machine["archive"], "r:gz") as tar:
         assert {m.mode for m in tar if m.isfile()} == {0o600}
     assert not [p for p in leaky_machine["archive"].parent.iterdir() if p.name.startswith(".gpudoctor-")]  # no leftovers
+
+
+def test_the_archive_is_private_whatever_the_umask(tmp_path):
+    umask = os.umask(0)
+    try:
+        proc = gpudoctor_cmd("report", "-o", str(tmp_path / "r.tar.gz"), "--no-smoke", timeout=300)
+    finally:
+        os.umask(umask)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_IMODE((tmp_path / "r.tar.gz").stat().st_mode) == 0o600 and os.listdir(tmp_path) == ["r.tar.gz"]
 
 
 def test_a_report_is_never_written_through_a_link_or_over_another_users_file(tmp_path):
