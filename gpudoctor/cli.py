@@ -357,15 +357,23 @@ def report(output, anonymize, only, skip_, no_smoke, timeout, pythons) -> None:
     """Write one archive for support: verdict, facts, raw evidence and context, secrets removed."""
     import socket
 
-    from gpudoctor.report import archive_stem, write_report
+    from gpudoctor import detect
+    from gpudoctor.report import ReportError, archive_stem, unsafe_target, write_report
 
+    detect.preload()  # detect-secrets imports while the collectors wait on their commands
     plugins, selection = _selected(only, skip_, no_smoke)
     path = output or archive_stem(socket.gethostname(), anonymize) + ".tar.gz"
     _check_writable(path)
+    why = unsafe_target(path)
+    if why:
+        raise UsageProblem(f"cannot write {path}: {why}")
     say = _progress()
 
     def archive(run, host):
-        return write_report(run, host, path, anonymize, dict(os.environ), timeout, plugins, selection, say)
+        try:
+            return write_report(run, host, path, anonymize, dict(os.environ), timeout, plugins, selection, say)
+        except ReportError as exc:
+            raise UsageProblem(str(exc)) from None
 
     run, written = _live_run(plugins, selection, timeout, pythons, archive)
     counts = written.counts
@@ -374,8 +382,10 @@ def report(output, anonymize, only, skip_, no_smoke, timeout, pythons) -> None:
                f"{counts['context']} context outputs")
     if written.missing:
         click.echo(f"Not on this machine (noted in the archive): {', '.join(written.missing)}")
+    left_out = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in written.left_out.items())
+    click.echo(f"Left out by the allow-list: {left_out or 'nothing'} (environment variables keep their names)")
     redacted = ", ".join(f"{n} {kind}" for kind, n in written.redacted.items())
-    click.echo(f"Redacted: {redacted or 'nothing secret found'} (values never shown)")
+    click.echo(f"Redacted: {redacted or 'nothing secret found'} (values never shown; gpudoctor's patterns, then detect-secrets)")
     if written.changed:
         click.echo(f"Redaction changed the verdict of {', '.join(written.changed)}: the archive judges what it holds")
     summary = run.counts()

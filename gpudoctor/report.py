@@ -13,7 +13,10 @@ import io
 import json
 import os
 import re
+import shutil
+import stat
 import tarfile
+import tempfile
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +24,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from gpudoctor import render
+from gpudoctor.allowlist import Collection
+from gpudoctor.detect import Scanner, json_lines
 from gpudoctor.diff import flat_facts
 from gpudoctor.evidence import Evidence
 from gpudoctor.host import NOT_FOUND, TIMED_OUT, RecordedHost
 from gpudoctor.models import Run
-from gpudoctor.redact import Redactor
+from gpudoctor.redact import REDACTED, Redactor
 from gpudoctor.runner import run_checks
 
 ARCHIVE_CAP = 256 << 20  # a report is a few MiB; anything this large is not one
@@ -34,6 +39,16 @@ TOTAL_CAP = 512 << 20
 MEMBERS_CAP = 20_000
 CUDA_LIBRARY = re.compile(r"cuda|cudnn|cublas|cufft|curand|cusolver|cusparse|nvrtc|nvjitlink|nccl|libnv|nvidia|nvinfer", re.I)
 NVIDIA_KERNEL_LINE = re.compile(r"NVRM|Xid|nvidia|nvlink|NVSwitch|nv_peer|fabric", re.I)
+PASSES = 3  # members built again after a detector's finding; the second build normally flags nothing new
+# Identities in the allow-listed environment that --anonymize replaces, by kind (Slurm, PBS, LSF, SGE,
+# Kubernetes' downward API, Apptainer/Singularity).
+IDENTITY_ENV = {
+    "host list": ("SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_STEP_NODELIST", "LSB_HOSTS", "LSB_MCPU_HOSTS"),
+    "container name": ("CONTAINER_NAME", "POD_NAME", "POD_NAMESPACE", "SINGULARITY_NAME", "APPTAINER_NAME"),
+    "job name": ("SLURM_JOB_NAME", "SLURM_JOB_ACCOUNT", "SLURM_CLUSTER_NAME", "PBS_JOBNAME", "LSB_JOBNAME"),
+    "host name": ("SLURMD_NODENAME", "SLURM_SUBMIT_HOST", "PBS_O_HOST", "SGE_O_HOST", "LSB_SUB_HOST"),
+    "user name": ("SLURM_JOB_USER", "PBS_O_LOGNAME", "SGE_O_LOGNAME", "LSFUSER"),
+}
 
 
 class ReportError(Exception):
@@ -57,6 +72,7 @@ class Written:
     missing: list[str]
     redacted: dict[str, int] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)  # checks whose verdict redaction changed
+    left_out: dict[str, int] = field(default_factory=dict)  # what the allow-list kept out, by class
 
 
 def context_items(facts: dict, environ: dict) -> list[Context]:
@@ -103,20 +119,56 @@ def gather(host, item: Context, timeout: float) -> tuple[str, bool]:
 
 def write_report(run, host, path: str, anonymize: bool, environ: dict, timeout: float, plugins, selection,
                  progress=lambda message: None) -> Written:
-    """Gather the context, redact everything, and write the archive atomically to `path`.
+    """Gather the context, keep what the allow-list keeps, redact, scan, and write the archive privately to `path`.
 
     The facts and verdict in the archive are re-derived from the redacted evidence, so no fact
     (an error message cut short mid-token, say) can carry what redaction removed, and
-    `check --from` the archive agrees with it by construction.
+    `check --from` the archive agrees with it by construction. The detector's pass runs over
+    every member; what it flags is redacted everywhere and the members are built again, until
+    it flags nothing new.
     """
-    raw_evidence = host.evidence.to_dict()  # before the context, which is archived on its own
+    collection = Collection()
+    raw_evidence = collection.evidence(host.evidence.to_dict())  # before the context, which is archived on its own
+    scanner = Scanner()
     progress("gathering what support asks for…")
     items = context_items(run.facts, environ)
     with ThreadPoolExecutor(max_workers=8) as pool:
+        early = pool.submit(scanner.scan, json_lines(raw_evidence))  # while the context's commands run
         gathered = list(pool.map(lambda item: gather(host, item, timeout), items))
+        early.result()
+    context = {f"context/{item.name}": collection.process_names(text) for item, (text, _) in zip(items, gathered)}
     os_release = host.read("/etc/os-release")
-    progress("redacting and writing the archive…")
-    redactor = Redactor(anonymize, hostnames=_hostnames(run, environ), users=_users(host, environ))
+    context["context/os-release.txt"] = os_release.text or f"# /etc/os-release: {os_release.error}\n"
+    context["context/environment.txt"] = collection.environment(environ)
+    progress("redacting, scanning and writing the archive…")
+    identities = _identities(run, host, environ)
+    members, results, redactor = _scanned(scanner, lambda found: _members(
+        run, raw_evidence, context, Redactor(anonymize, names=identities, found=found), plugins, selection, timeout))
+    size = _write_tar(path, archive_stem(run.host, anonymize), members)
+    missing = [item.name for item, (_, ran) in zip(items, gathered) if not ran]
+    files = sum(1 for f in (raw_evidence.get("files") or {}).values() if f.get("text") is not None)
+    counts = {"commands": len(raw_evidence.get("commands") or {}), "files": files,
+              "probes": len(raw_evidence.get("probes") or {}), "context": len(items) + 2}
+    live = {r.id: r.status for r in run.results}
+    changed = [r.id for r in results if live.get(r.id) != r.status]
+    return Written(path, size, counts, missing, redactor.summary(), changed, dict(sorted(collection.left_out.items())))
+
+
+def _scanned(scanner: Scanner, build) -> tuple[dict, list, Redactor]:
+    """`build(found)` again while the detector flags something new in its members; the last build's members."""
+    found = dict(scanner.found)
+    for _ in range(PASSES):
+        members, results, redactor = build(found)
+        flagged = scanner.find(members)
+        if flagged.keys() <= found.keys():
+            return members, results, redactor
+        found = flagged
+    # redaction kept making new findings (never seen): cut them out where they stand
+    return {name: _cut(data, flagged) for name, data in members.items()}, results, redactor
+
+
+def _members(run, raw_evidence: dict, context: dict[str, str], redactor: Redactor, plugins, selection, timeout):
+    """Every member of the archive, through `redactor`, with facts and verdict judged from the redacted evidence."""
     redacted_run, evidence = _rejudged(run, raw_evidence, redactor, timeout, plugins, selection)
     code = redacted_run.exit_code()
     # Derived from redacted evidence already; this pass guards anything a check adds from elsewhere, and
@@ -124,18 +176,15 @@ def write_report(run, host, path: str, anonymize: bool, environ: dict, timeout: 
     document = redactor.value(json.loads(render.to_json(redacted_run, code)))
     members = {"report.json": _json(document), "evidence.json": _json(evidence)}
     members["report.md"] = markdown(document, redactor.text(_plain_verdict(redacted_run, code))).encode()
-    for item, (text, _) in zip(items, gathered):
-        members[f"context/{item.name}"] = redactor.text(text).encode()
-    members["context/os-release.txt"] = redactor.text(os_release.text or f"# /etc/os-release: {os_release.error}\n").encode()
-    members["context/environment.txt"] = redactor.text("".join(f"{k}={v}\n" for k, v in sorted(environ.items()))).encode()
+    members.update({name: redactor.text(text).encode() for name, text in context.items()})
     members.update(_raw(evidence))
-    size = _write_tar(path, archive_stem(run.host, anonymize), members)
-    missing = [item.name for item, (_, ran) in zip(items, gathered) if not ran]
-    counts = {"commands": len(evidence.get("commands") or {}), "files": sum(1 for f in (evidence.get("files") or {}).values() if f.get("text") is not None),
-              "probes": len(evidence.get("probes") or {}), "context": len(items) + 2}
-    live = {r.id: r.status for r in run.results}
-    changed = [r.id for r in redacted_run.results if live.get(r.id) != r.status]
-    return Written(path, size, counts, missing, redactor.summary(), changed)
+    return members, redacted_run.results, redactor
+
+
+def _cut(data: bytes, flagged: dict[str, str]) -> bytes:
+    for value, kind in sorted(flagged.items(), key=lambda item: -len(item[0])):
+        data = data.replace(value.encode(), f"{REDACTED}{kind}]".encode())
+    return data
 
 
 def _rejudged(run, raw_evidence: dict, redactor: Redactor, timeout: float, plugins, selection) -> tuple[Run, dict]:
@@ -149,7 +198,7 @@ def anonymized(run, host, environ: dict, timeout: float, plugins, selection) -> 
     """A live run as an anonymized report would hold it (`check --anonymize`): judged again from
     its redacted, anonymized evidence, then every result and fact passed through the redactor once
     more, as report.json is, so that any output format carries nothing it removed."""
-    redactor = Redactor(True, hostnames=_hostnames(run, environ), users=_users(host, environ))
+    redactor = Redactor(True, names=_identities(run, host, environ))
     clean, _ = _rejudged(run, host.evidence.to_dict(), redactor, timeout, plugins, selection)
     results = [replace(r, title=redactor.text(r.title), summary=redactor.text(r.summary), fix=redactor.text(r.fix),
                        details=tuple(redactor.text(line) for line in r.details)) for r in clean.results]
@@ -159,6 +208,14 @@ def anonymized(run, host, environ: dict, timeout: float, plugins, selection) -> 
 def archive_stem(host: str, anonymize: bool) -> str:
     """gpudoctor-report-HOST-TIME: the archive's default name and its top folder."""
     return f"gpudoctor-report-{'anonymized' if anonymize else _safe(host.split('.')[0])}-{time.strftime('%Y%m%dT%H%M%S')}"
+
+
+def _identities(run, host, environ: dict) -> dict[str, set[str]]:
+    """What --anonymize replaces by name: hosts, users, host lists, containers and pods, jobs."""
+    named = {kind: {environ.get(name, "") for name in names} for kind, names in IDENTITY_ENV.items()}
+    named["host name"] |= _hostnames(run, environ)
+    named["user name"] |= _users(host, environ)
+    return named
 
 
 def _hostnames(run, environ: dict) -> set[str]:
@@ -229,19 +286,45 @@ def markdown(document: dict, verdict: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_tar(path: str, top: str, members: dict[str, bytes]) -> int:
-    target = Path(path)
-    partial = target.with_name(f".{target.name}.partial")
+def unsafe_target(path: str) -> str | None:
+    """Why `path` must not be written (a link, another user's file, a folder), or None."""
     try:
-        with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link (a report is never written through one)"
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder"
+    if st.st_uid != os.getuid():
+        return "a file of another user"
+    return None
+
+
+def _write_tar(path: str, top: str, members: dict[str, bytes]) -> int:
+    """The archive, mode 0600 whatever the umask, built in a private folder beside `path` and renamed
+    onto it: never written through a link or over another user's file, never half-written."""
+    target = Path(path)
+    why = unsafe_target(path)
+    if why:
+        raise ReportError(f"cannot write {path}: {why}")
+    folder = tempfile.mkdtemp(prefix=".gpudoctor-", dir=target.parent)  # 0700, this user's
+    partial = os.path.join(folder, target.name)
+    try:
+        handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.fchmod(handle, 0o600)
+        with os.fdopen(handle, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
             for name, data in sorted(members.items()):
                 info = tarfile.TarInfo(f"{top}/{name}")
-                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
                 tar.addfile(info, io.BytesIO(data))
-        os.replace(partial, target)
+        os.replace(partial, target)  # a rename replaces a link planted meanwhile; it never follows it
+    except OSError as exc:
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
-        if partial.exists():
-            partial.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
     return target.stat().st_size
 
 

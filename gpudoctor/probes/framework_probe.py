@@ -49,6 +49,21 @@ def _cuda_requirements(dist):
     return [r for r in (dist.requires or []) if r.lower().startswith(("nvidia-", "numpy", "jaxlib", "jax-cuda"))]
 
 
+def own_path(entries, user_site):
+    """sys.path with the interpreter's own folders and every package folder; the other entries (from
+    PYTHONPATH, a .pth file, the script's folder) are the user's project folders: said, not named."""
+    roots = {sys.prefix, getattr(sys, "base_prefix", sys.prefix), sys.exec_prefix, os.path.dirname(user_site or "")}
+    roots = tuple(os.path.join(root, "") for root in roots if root and root != os.sep)
+    kept = []
+    for entry in entries:
+        parts = entry.replace(os.sep, "/").split("/")
+        if os.path.join(entry, "").startswith(roots) or "site-packages" in parts or "dist-packages" in parts:
+            kept.append(entry)
+        else:
+            kept.append("[left out]")
+    return kept
+
+
 def probe_env():
     import platform
     import site
@@ -78,7 +93,7 @@ def probe_env():
             "version": platform.python_version(), "executable": sys.executable, "prefix": sys.prefix,
             "base_prefix": getattr(sys, "base_prefix", sys.prefix), "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
             "conda": os.path.isdir(os.path.join(sys.prefix, "conda-meta")), "user_site": user_site,
-            "user_site_enabled": bool(site.ENABLE_USER_SITE), "path": sys.path,
+            "user_site_enabled": bool(site.ENABLE_USER_SITE), "path": own_path(sys.path, user_site),
             "externally_managed": os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")),
             "pip": has_pip,
             "build": sys.version.replace("\n", " "), "bits": sys.maxsize.bit_length() + 1, "platform": platform.platform(),
