@@ -367,6 +367,12 @@ def _number(value: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _milliwatts(value: str | None) -> int | None:
+    """'124.97 W' as NVML's milliwatts."""
+    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*W", value or "")
+    return round(float(match.group(1)) * 1000) if match else None
+
+
 def _mib(value: str | None) -> int | None:
     number = _number(value)
     return None if number is None else number * 1024 * 1024
@@ -436,6 +442,15 @@ def _smi_gpu(gpu, index: int) -> dict:
         "memory": {"total": _mib(_text(gpu, "fb_memory_usage/total")), "used": _mib(_text(gpu, "fb_memory_usage/used")),
                    "free": _mib(_text(gpu, "fb_memory_usage/free"))},
         "temperature_gpu": _number(_text(gpu, "temperature/gpu_temp")),
+        "utilization_gpu": _number(_text(gpu, "utilization/gpu_util")),
+        "clock_sm_mhz": _number(_text(gpu, "clocks/sm_clock")),
+        "clock_mem_mhz": _number(_text(gpu, "clocks/mem_clock")),
+        # schema 12+ has gpu_power_readings (instant draw); older ones power_readings (power_draw)
+        "power_usage_mw": _milliwatts(_text(gpu, "gpu_power_readings/instant_power_draw") or _text(gpu, "gpu_power_readings/power_draw")
+                                      or _text(gpu, "power_readings/power_draw")),
+        "power_limit_mw": _milliwatts(_text(gpu, "gpu_power_readings/current_power_limit") or _text(gpu, "power_readings/enforced_power_limit")
+                                      or _text(gpu, "power_readings/power_limit")),
+        "power_default_limit_mw": _milliwatts(_text(gpu, "gpu_power_readings/default_power_limit") or _text(gpu, "power_readings/default_power_limit")),
         "temperature_slowdown": _number(_text(gpu, "temperature/gpu_temp_slow_threshold")),
         "performance_state": _number((_text(gpu, "performance_state") or "").lstrip("P")),
         "pcie_gen_cur": _number(_text(gpu, "pci/pci_gpu_link_info/pcie_gen/current_link_gen")),

@@ -66,9 +66,10 @@ def test_pip_install_user_warns_too():
 
 
 def test_the_gpu_state_from_nvml_where_nvidia_smi_was_not_asked():
-    result = judge(fixture(V100S), "gpu.state")  # nvidia-smi -q -x only: memory, temperature and the training processes
+    result = judge(fixture(V100S), "gpu.state")  # nvidia-smi -q -x only: memory, temperature, power and the training processes
     assert result.status.value == "pass" and result.summary == "8 GPU(s), 8 compute process(es)"
-    assert result.details[:2] == ("GPU0 Tesla V100S-PCIE-32GB: 30.9 of 31.7 GiB used, 66 °C", "  pid 37305 python: 30.9 GiB")
+    # <power_draw>232.80 W</power_draw> and <power_limit>250.00 W</power_limit> in the capture's XML
+    assert result.details[:2] == ("GPU0 Tesla V100S-PCIE-32GB: 30.9 of 31.7 GiB used, 66 °C, 233 W of 250 W", "  pid 37305 python: 30.9 GiB")
     h200 = judge(fixture(H200), "gpu.state")  # NVML: power too
     assert h200.details[0].startswith("GPU0 NVIDIA H200: ") and " W of 700 W" in h200.details[0]
 

@@ -56,6 +56,11 @@ def test_each_gpu_reads_as_the_xml_says(path):
         for key, tag in (("pcie_width_cur", "current_link_width"), ("pcie_width_max", "max_link_width")):
             width = text(gpu, f"pci/pci_gpu_link_info/link_widths/{tag}")
             assert mine[key] == (int(width.rstrip("x")) if width and width[0].isdigit() else None)
+        util = text(gpu, "utilization/gpu_util")
+        assert mine["utilization_gpu"] == (int(util.split()[0]) if util and util[0].isdigit() else None)
+        draw = next((text(gpu, f"{group}/{tag}") for group, tag in (("gpu_power_readings", "instant_power_draw"),
+                     ("gpu_power_readings", "power_draw"), ("power_readings", "power_draw")) if text(gpu, f"{group}/{tag}")), None)
+        assert mine["power_usage_mw"] == (round(float(draw.split()[0]) * 1000) if draw and draw[0].isdigit() else None)
     cuda = text(root, "cuda_version")
     parsed = parse_smi_xml(path.read_text())
     assert parsed["cuda_version"] == (None if cuda is None or no_value(cuda) else cuda)
