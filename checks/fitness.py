@@ -10,42 +10,33 @@ from __future__ import annotations
 
 from gpudoctor import kb
 from gpudoctor.frameworks import interpreters
-from gpudoctor.gpus import gpu_devices, no_driver
+from gpudoctor.gpus import answering
 from gpudoctor.gpustate import APPS_ARGV, GPU_ARGV, QUERY_APPS, QUERY_GPU, parse_query, state_lines
 from gpudoctor.host import NOT_RECORDED, NotRecorded
-from gpudoctor.plugin import Skip, check, collector, ok, skip, warn
+from gpudoctor.plugin import check, collector, ok, skip, warn
 
 FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "onnxruntime-gpu")
 
 
-def _gpus(driver, nvml, nvidia_smi) -> list[dict]:
-    if no_driver(driver, nvml):
-        raise Skip("no NVIDIA kernel module is loaded (see driver.loaded)")
-    devices = [d for d in gpu_devices(nvml, nvidia_smi) if not d.get("error")]
-    if not devices:
-        raise Skip("no GPU answered NVML or nvidia-smi (see gpu.present)")
-    return devices
-
-
-@check("advice.gpu_memory", "Enough GPU memory to train", needs=("nvml",), uses=("driver", "nvidia_smi"))
-def gpu_memory(nvml, driver, nvidia_smi):
+@check("advice.gpu_memory", "Enough GPU memory to train", needs=("gpus",))
+def gpu_memory(gpus):
     """Below about 16 GB a GPU limits the model and batch sizes that fit for training (the guide's first choice)."""
     advice = kb.load("advice")["gpu_memory"]
     floor = advice["gb"] * 1e9 * advice["reported_fraction"]
-    small = [d for d in _gpus(driver, nvml, nvidia_smi) if ((d.get("memory") or {}).get("total") or floor) < floor]
+    small = [d for d in answering(gpus) if ((d.get("memory") or {}).get("total") or floor) < floor]
     if not small:
         return ok(f"every GPU has at least {advice['gb']} GB of memory")
     shown = "; ".join(f"{d['label']} {d.get('name')} has {d['memory']['total'] / 1e9:.1f} GB" for d in small)
     return warn(f"{shown}: {advice['why']}", fix="\n".join(f"# {line}" for line in advice["fix"]))
 
 
-@check("advice.tensor_cores", "Tensor cores and the training precisions they run", needs=("nvml",), uses=("driver", "nvidia_smi", "options"))
-def tensor_cores(nvml, driver, nvidia_smi, options):
+@check("advice.tensor_cores", "Tensor cores and the training precisions they run", needs=("gpus",), uses=("options",))
+def tensor_cores(gpus, options):
     """Tensor cores from compute capability 7.0, bf16 from 8.0, FP8 from 8.9; warns when an asked precision cannot run."""
     table = kb.load("advice")["precisions"]
     asked = [p for p in ((options or {}).get("precision") or []) if p in table]
     lines, unfit, unknown = [], [], []
-    for d in _gpus(driver, nvml, nvidia_smi):
+    for d in answering(gpus):
         if not d.get("cc"):
             unknown.append(d["label"])
             continue
@@ -105,9 +96,9 @@ def collect_gpu_state(host) -> dict:
             "error": None if gpus.ok else gpus.error or (gpus.output.splitlines() or [f"exit status {gpus.rc}"])[-1]}
 
 
-@check("gpu.state", "The GPUs' state, as nvidia-smi shows it", needs=("nvml",), uses=("driver", "nvidia_smi", "gpu_state"))
-def state(nvml, driver, nvidia_smi, gpu_state):
+@check("gpu.state", "The GPUs' state, as nvidia-smi shows it", needs=("gpus",), uses=("gpu_state",))
+def state(gpus, gpu_state):
     """Utilisation, memory, temperature, power and clocks per GPU, and what runs on it: the view people watch."""
-    lines = state_lines(gpu_state, _gpus(driver, nvml, nvidia_smi))
+    lines = state_lines(gpu_state, answering(gpus))
     busy = [line for line in lines if line.startswith("  pid")]
     return ok(f"{sum(not line.startswith('  ') for line in lines)} GPU(s), {len(busy)} compute process(es)", lines)

@@ -11,7 +11,7 @@ from gpudoctor.causes import FACTS, blockers
 from gpudoctor.frameworks import broken, install_fix, torch_installs, value
 from gpudoctor.gpus import capabilities as _capabilities
 from gpudoctor.gpus import driver_cuda as _driver_cuda
-from gpudoctor.gpus import gpu_devices, no_driver
+from gpudoctor.gpus import NO_MODULE, answering, no_driver
 from gpudoctor.importerrors import abi_warning, diagnose, import_context
 from gpudoctor.plugin import Skip, check, fail, ok, warn
 
@@ -85,13 +85,13 @@ def arch_list(python_envs, nvml, nvidia_smi):
     return ok(f"the build's kernels cover every GPU ({', '.join(sorted({f'sm_{a}{b}' for a, b in capabilities}))})")
 
 
-@check("torch.device_count", "PyTorch sees as many GPUs as the driver", needs=("python_envs",), uses=("nvml", "nvidia_smi", "environment"))
-def device_count(python_envs, nvml, nvidia_smi, environment):
+@check("torch.device_count", "PyTorch sees as many GPUs as the driver", needs=("python_envs",), uses=("gpus", "environment"))
+def device_count(python_envs, gpus, environment):
     """Fewer GPUs in torch than in NVML: CUDA_VISIBLE_DEVICES, MIG, or a GPU CUDA cannot initialise."""
-    judged = torch_installs(python_envs)
-    expected = len(gpu_devices(nvml, nvidia_smi))
+    judged = torch_installs(python_envs)  # a torch that does not import says so first: that is what to fix
+    expected = len(answering(gpus)) if gpus else 0
     if not expected:
-        raise Skip("NVML reports no GPU")
+        raise Skip(NO_MODULE)
     for interpreter, facts in judged:
         seen = value(facts, "device_count")
         if seen is None:
