@@ -65,3 +65,13 @@ def test_the_second_run_replays_as_it_ran_with_the_driver_folder_no_longer_flagg
     replayed = {r.id: r.status.value for r in results}
     assert live.pop("cuda.ld_library_path") == "warn" and replayed.pop("cuda.ld_library_path") == "pass"
     assert {k: v for k, v in replayed.items() if k in live} == live
+
+
+def test_the_third_run_after_the_merges_replays_as_it_ran():
+    """The report of the merged code on the H200 (ONNX Runtime probe, advice checks, GPU state, allow-listed
+    environment, both redaction passes), replayed here: every check judges as it did there."""
+    folder = FIXTURES / "h200-firecracker-2026-11-27-third-run"
+    live = json.loads((folder / "live-statuses.json").read_text())
+    results, _, _ = run_checks(load_plugins(external=False), RecordedHost(fixture(folder.name)))
+    assert {r.id: r.status.value for r in results} == live
+    assert live["gpu.state"] == live["advice.tensor_cores"] == live["onnxruntime.install"] == "pass"
