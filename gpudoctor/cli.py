@@ -215,7 +215,7 @@ def _live_run(plugins, selection, timeout, pythons, after=None, smoke=None, prec
 
 
 def _load(source: str):
-    from gpudoctor.report import ReportError, load_report
+    from gpudoctor.archive import ReportError, load_report
 
     try:
         return load_report(source)
@@ -358,7 +358,8 @@ def report(output, anonymize, only, skip_, no_smoke, timeout, pythons) -> None:
     import socket
 
     from gpudoctor import detect
-    from gpudoctor.report import ReportError, archive_stem, unsafe_target, write_report
+    from gpudoctor.archive import ReportError, unsafe_target
+    from gpudoctor.report import archive_stem, write_report
 
     detect.preload()  # detect-secrets imports while the collectors wait on their commands
     plugins, selection = _selected(only, skip_, no_smoke)

@@ -12,6 +12,7 @@ from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
 
 from gpudoctor import __version__
+from gpudoctor.diff import flat_facts
 from gpudoctor.models import Result, Run, Status
 from gpudoctor.render import key_facts
 
@@ -175,3 +176,17 @@ class AtomicFile:
         self._file.close()
         os.chmod(self.temporary, self.mode)  # node-exporter reads it as its own user
         os.replace(self.temporary, self.path)
+
+
+def report_markdown(document: dict, verdict: str) -> str:
+    """report.md: the verdict with its fixes, then every collector's facts as a table."""
+    lines = [f"# gpudoctor report: {document['host']}", "",
+             f"Collected {document['started_at']} by gpudoctor {document['gpudoctor_version']}; "
+             f"re-judge it with `gpudoctor check --from <this archive>`.", "", "## Verdict", "", "```text",
+             verdict.rstrip("\n"), "```", "", "## Facts"]
+    for name, facts in (document.get("facts") or {}).items():
+        lines += ["", f"### {name}", "", "| fact | value |", "| --- | --- |"]
+        for path, value in flat_facts(facts):
+            shown = str(value).replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {path or name} | {shown if len(shown) <= 160 else shown[:157] + '…'} |")
+    return "\n".join(lines) + "\n"

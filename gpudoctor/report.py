@@ -1,42 +1,29 @@
 """Support reports: one .tar.gz with the verdict, the facts and the raw evidence, secrets removed.
 
 `write_report` turns a finished run and its host's evidence into the archive, with the
-context support always asks for; every byte passes through one `Redactor`. `load_report`
-reads an archive (or a bare report.json, or an archive's extracted folder) back without extracting
-anything to disk, and
-refuses corrupt, oversized, unsafe or unknown-schema input with one line.
+context support always asks for; every byte passes through the allow-list, one `Redactor` and the
+detector's pass. The archive's format (writing, reading back, validating) is gpudoctor.archive.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import shutil
-import stat
-import tarfile
-import tempfile
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
 
-from gpudoctor import render
+from gpudoctor import formats, render
+from gpudoctor.archive import write_tar
 from gpudoctor.allowlist import Collection
 from gpudoctor.detect import Scanner, json_lines
-from gpudoctor.diff import flat_facts
 from gpudoctor.evidence import Evidence
 from gpudoctor.host import NOT_FOUND, TIMED_OUT, RecordedHost
 from gpudoctor.models import Run
 from gpudoctor.redact import REDACTED, Redactor
 from gpudoctor.runner import run_checks
 
-ARCHIVE_CAP = 256 << 20  # a report is a few MiB; anything this large is not one
-MEMBER_CAP = 64 << 20
-TOTAL_CAP = 512 << 20
-MEMBERS_CAP = 20_000
 CUDA_LIBRARY = re.compile(r"cuda|cudnn|cublas|cufft|curand|cusolver|cusparse|nvrtc|nvjitlink|nccl|libnv|nvidia|nvinfer", re.I)
 NVIDIA_KERNEL_LINE = re.compile(r"NVRM|Xid|nvidia|nvlink|NVSwitch|nv_peer|fabric", re.I)
 PASSES = 3  # members built again after a detector's finding; the second build normally flags nothing new
@@ -49,10 +36,6 @@ IDENTITY_ENV = {
     "host name": ("SLURMD_NODENAME", "SLURM_SUBMIT_HOST", "PBS_O_HOST", "SGE_O_HOST", "LSB_SUB_HOST"),
     "user name": ("SLURM_JOB_USER", "PBS_O_LOGNAME", "SGE_O_LOGNAME", "LSFUSER"),
 }
-
-
-class ReportError(Exception):
-    """A report that cannot be read; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +127,7 @@ def write_report(run, host, path: str, anonymize: bool, environ: dict, timeout: 
     identities = _identities(run, host, environ)
     members, results, redactor = _scanned(scanner, lambda found: _members(
         run, raw_evidence, context, Redactor(anonymize, names=identities, found=found), plugins, selection, timeout))
-    size = _write_tar(path, archive_stem(run.host, anonymize), members)
+    size = write_tar(path, archive_stem(run.host, anonymize), members)
     missing = [item.name for item, (_, ran) in zip(items, gathered) if not ran]
     files = sum(1 for f in (raw_evidence.get("files") or {}).values() if f.get("text") is not None)
     counts = {"commands": len(raw_evidence.get("commands") or {}), "files": files,
@@ -175,7 +158,7 @@ def _members(run, raw_evidence: dict, context: dict[str, str], redactor: Redacto
     # the redactor is idempotent, so it never re-maps a placeholder or re-counts a secret.
     document = redactor.value(json.loads(render.to_json(redacted_run, code)))
     members = {"report.json": _json(document), "evidence.json": _json(evidence)}
-    members["report.md"] = markdown(document, redactor.text(_plain_verdict(redacted_run, code))).encode()
+    members["report.md"] = formats.report_markdown(document, redactor.text(_plain_verdict(redacted_run, code))).encode()
     members.update({name: redactor.text(text).encode() for name, text in context.items()})
     members.update(_raw(evidence))
     return members, redacted_run.results, redactor
@@ -270,160 +253,3 @@ def _plain_verdict(run, exit_code: int) -> str:
     stream = io.StringIO()
     render.write_text(render.verdict_lines(run, exit_code, verbose=True), stream, colour=False)
     return stream.getvalue()
-
-
-def markdown(document: dict, verdict: str) -> str:
-    """report.md: the verdict with its fixes, then every collector's facts as a table."""
-    lines = [f"# gpudoctor report: {document['host']}", "",
-             f"Collected {document['started_at']} by gpudoctor {document['gpudoctor_version']}; "
-             f"re-judge it with `gpudoctor check --from <this archive>`.", "", "## Verdict", "", "```text",
-             verdict.rstrip("\n"), "```", "", "## Facts"]
-    for name, facts in (document.get("facts") or {}).items():
-        lines += ["", f"### {name}", "", "| fact | value |", "| --- | --- |"]
-        for path, value in flat_facts(facts):
-            shown = str(value).replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {path or name} | {shown if len(shown) <= 160 else shown[:157] + '…'} |")
-    return "\n".join(lines) + "\n"
-
-
-def unsafe_target(path: str) -> str | None:
-    """Why `path` must not be written (a link, another user's file, a folder), or None."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if stat.S_ISLNK(st.st_mode):
-        return "a symbolic link (a report is never written through one)"
-    if stat.S_ISDIR(st.st_mode):
-        return "a folder"
-    if st.st_uid != os.getuid():
-        return "a file of another user"
-    return None
-
-
-def _write_tar(path: str, top: str, members: dict[str, bytes]) -> int:
-    """The archive, mode 0600 whatever the umask, built in a private folder beside `path` and renamed
-    onto it: never written through a link or over another user's file, never half-written."""
-    target = Path(path)
-    why = unsafe_target(path)
-    if why:
-        raise ReportError(f"cannot write {path}: {why}")
-    folder = tempfile.mkdtemp(prefix=".gpudoctor-", dir=target.parent)  # 0700, this user's
-    partial = os.path.join(folder, target.name)
-    try:
-        handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        os.fchmod(handle, 0o600)
-        with os.fdopen(handle, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6) as tar:
-            for name, data in sorted(members.items()):
-                info = tarfile.TarInfo(f"{top}/{name}")
-                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
-                tar.addfile(info, io.BytesIO(data))
-        os.replace(partial, target)  # a rename replaces a link planted meanwhile; it never follows it
-    except OSError as exc:
-        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return target.stat().st_size
-
-
-@dataclass
-class Loaded:
-    document: dict
-    evidence: dict | None
-
-
-def load_report(path: str) -> Loaded:
-    """A report archive, report.json or an extracted archive's folder, checked; an archive is never extracted to disk."""
-    file = Path(path)
-    if file.is_dir():
-        return _load_folder(file, path)
-    if not file.is_file():
-        raise ReportError(f"{path}: no such report file")
-    size = file.stat().st_size
-    if size > ARCHIVE_CAP:
-        raise ReportError(f"{path}: {size >> 20} MiB, far larger than a report can be; refused")
-    with file.open("rb") as handle:
-        magic = handle.read(2)
-    if magic == b"\x1f\x8b" or (magic[:1] != b"{" and tarfile.is_tarfile(file)):  # a JSON report is never a tar
-        members = _read_archive(file, "r:gz" if magic == b"\x1f\x8b" else "r:")
-        if "report.json" not in members:
-            raise ReportError(f"{path}: no report.json in this archive; is it a gpudoctor report?")
-        document, evidence = _parse(members["report.json"], path), members.get("evidence.json")
-        evidence = _parse(evidence, path) if evidence is not None else None
-    else:
-        document, evidence = _parse(file.read_bytes(), path), None
-    return _checked(document, evidence, path)
-
-
-def _checked(document: dict, evidence: dict | None, path: str) -> Loaded:
-    _validate(document, path)
-    if evidence is not None and not all(isinstance(evidence.get(s, {}), dict) for s in ("commands", "files", "probes")):
-        raise ReportError(f"{path}: evidence.json is not gpudoctor evidence")
-    return Loaded(document, evidence)
-
-
-def _load_folder(folder: Path, path: str) -> Loaded:
-    """An extracted archive: the folder holding report.json (and evidence.json, when kept)."""
-    members = {}
-    for name in ("report.json", "evidence.json"):
-        member = folder / name
-        if member.is_file():
-            if member.stat().st_size > MEMBER_CAP:
-                raise ReportError(f"{path}: {name} is far larger than a report can be; refused")
-            try:
-                members[name] = member.read_bytes()
-            except OSError as exc:
-                raise ReportError(f"{path}: cannot read {name} ({exc.strerror or exc})") from None
-    if "report.json" not in members:
-        raise ReportError(f"{path}: a folder without report.json; give the extracted report's folder (gpudoctor-report-HOST-TIME)")
-    document = _parse(members["report.json"], path)
-    evidence = _parse(members["evidence.json"], path) if "evidence.json" in members else None
-    return _checked(document, evidence, path)
-
-
-def _read_archive(file: Path, mode: str) -> dict[str, bytes]:
-    """report.json and evidence.json from the archive, after every member passed the safety rules."""
-    wanted: dict[str, bytes] = {}
-    total = 0
-    try:
-        with tarfile.open(file, mode) as tar:
-            for count, member in enumerate(tar, 1):
-                name = PurePosixPath(member.name)
-                if member.name.startswith(("/", "\\")) or ".." in name.parts or re.match(r"^[A-Za-z]:", member.name):
-                    raise ReportError(f"{file}: member {member.name!r} would land outside the report; refused")
-                if not (member.isfile() or member.isdir()):
-                    raise ReportError(f"{file}: member {member.name!r} is a link or device, which no report holds; refused")
-                total += member.size
-                if count > MEMBERS_CAP or member.size > MEMBER_CAP or total > TOTAL_CAP:
-                    raise ReportError(f"{file}: far larger than a report can be ({count} members, {total >> 20} MiB); refused")
-                if member.isfile() and name.name in ("report.json", "evidence.json") and len(name.parts) <= 2:
-                    wanted[name.name] = tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        why = " ".join(str(exc).split())[:160]
-        raise ReportError(f"{file}: corrupt or truncated archive ({why or type(exc).__name__})") from None
-    return wanted
-
-
-def _parse(data: bytes, path: str):
-    try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path}: not a gpudoctor report (not JSON: {exc})") from None
-    if not isinstance(value, dict):
-        raise ReportError(f"{path}: not a gpudoctor report (JSON {type(value).__name__}, not an object)")
-    return value
-
-
-def _validate(document: dict, path: str) -> None:
-    version = document.get("schema_version")
-    if version is None:
-        raise ReportError(f"{path}: not a gpudoctor report (no schema_version)")
-    if version != render.SCHEMA_VERSION:
-        raise ReportError(f"{path}: unknown schema version {version!r}; this gpudoctor reads {render.SCHEMA_VERSION}")
-    results = document.get("results")
-    if not isinstance(results, list) or not isinstance(document.get("facts"), dict):
-        raise ReportError(f"{path}: not a gpudoctor report (no results or facts)")
-    if not all(isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("status"), str) for r in results):
-        raise ReportError(f"{path}: not a gpudoctor report (a result without an id or status)")

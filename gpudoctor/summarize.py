@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from gpudoctor.compat import cuda_of_driver
-from gpudoctor.report import ReportError, load_report
+from gpudoctor.archive import ReportError, load_report
 from gpudoctor.speed import smoke_figure
 
 PARALLEL_FROM = 64  # reports; fewer are read in this process

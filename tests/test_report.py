@@ -20,12 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cli import SCHEMA, gpudoctor_cmd, one_line_error
 
-from gpudoctor import report as report_module
+from gpudoctor import archive as archive_module
 from gpudoctor.host import RecordedHost
 from gpudoctor.models import Run, Status
 from gpudoctor.plugins import load_plugins
 from gpudoctor.redact import Redactor
-from gpudoctor.report import ReportError, load_report, write_report
+from gpudoctor.archive import ReportError, load_report
+from gpudoctor.report import write_report
 from gpudoctor.runner import Selection, run_checks
 
 # One secret of every class the issue names, each where a real one turns up.
@@ -290,10 +291,10 @@ def test_any_damage_to_an_archive_is_refused_or_read_never_a_crash(small_archive
 
 def test_a_report_far_larger_than_any_is_refused(tmp_path, monkeypatch):
     path = tar_with(tmp_path / "big.tar.gz", member("r/report.json"), member("r/evidence.json"))
-    monkeypatch.setattr(report_module, "MEMBER_CAP", 1)
+    monkeypatch.setattr(archive_module, "MEMBER_CAP", 1)
     with pytest.raises(ReportError, match="far larger than a report can be"):
         load_report(str(path))
-    monkeypatch.setattr(report_module, "ARCHIVE_CAP", 10)
+    monkeypatch.setattr(archive_module, "ARCHIVE_CAP", 10)
     with pytest.raises(ReportError, match="far larger than a report can be"):
         load_report(str(path))
 
