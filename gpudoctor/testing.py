@@ -4,14 +4,14 @@ Everything runs through gpudoctor's real runner and `RecordedHost`, so a plugin'
 `gpudoctor check` and `check --from` would show, with no GPU and no mocks::
 
     from gpudoctor import testing
-    import acme_gpudoctor
+    import gpudoctor_example_site as site          # examples/gpudoctor-example-plugin
 
-    def test_scratch_missing():
-        result = testing.judge(acme_gpudoctor.scratch, {"acme_mounts": {"mounts": ["/"]}})
-        assert result.status == testing.Status.FAIL
+    def test_unmounted_scratch_fails():
+        facts = {"site_scratch": {"path": "/scratch", "mount": None, "usage": None}}
+        assert testing.judge(site.scratch_mounted, facts).status == testing.Status.FAIL
 
-    def test_replays_a_customer_report():
-        results = testing.replay("tests/data/node17.tar.gz", acme_gpudoctor)
+    def test_a_customer_report_replays():
+        results = testing.replay("tests/evidence/node17.tar.gz", site)
 """
 
 from __future__ import annotations
@@ -65,13 +65,13 @@ def judge(check: Callable, facts: dict[str, Any], *modules: ModuleType) -> Resul
 
 def recorded(source: Source) -> Evidence:
     """Evidence from a dict (`Evidence.SECTIONS` as keys), a capture folder or its evidence.json,
-    or a report: an archive (.tar.gz), its extracted folder, or its report.json."""
+    or a report: an archive (.tar.gz), its extracted folder, or a report.json beside its evidence.json."""
     if isinstance(source, Evidence):
         return source
     if isinstance(source, dict):
         return Evidence(copy.deepcopy(source))
     path = Path(source)
-    if path.name == "evidence.json" and not (path.parent / "report.json").is_file():
+    if path.name in ("report.json", "evidence.json"):  # a member stands for its folder: an extracted report or a capture
         path = path.parent
     if path.is_dir() and not (path / "report.json").is_file():
         return Evidence.from_dir(path)
