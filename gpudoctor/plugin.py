@@ -1,21 +1,27 @@
-"""The plugin API: decorators that turn functions into collectors and checks.
+"""The plugin API: decorators that mark functions as collectors, combiners and checks.
 
 A plugin is a module. Its collectors touch the machine (only through the `Host` they are
-given) and return JSON-able facts under a name; its checks are pure functions of those
-facts. Built-in plugins and third-party ones (entry-point group ``gpudoctor.checks``)
-are written exactly the same way::
+given) and return JSON-able facts under a name; its combiners compute facts from facts; its
+checks are pure functions of those facts. Each decorator returns the function unchanged, with
+its declaration attached (`spec_of`), so a test calls it as written. Built-in plugins and
+third-party ones (entry-point group ``gpudoctor.checks``) are written exactly the same way;
+docs/plugins.md is the guide. A collector raises when it cannot answer: in replay, evidence
+that lacks what it read then makes its checks skip "not recorded", with no replay code here::
 
     from gpudoctor.plugin import check, collector, fail, ok
 
     @collector("site_mounts", timeout=5)
     def site_mounts(host):
-        return {"scratch": host.read("/proc/mounts").text.count(" /scratch ") > 0}
+        mounts = host.read("/proc/mounts")
+        if not mounts.ok:
+            raise OSError(f"/proc/mounts: {mounts.error}")
+        return {"mount_points": [line.split()[1] for line in mounts.text.splitlines() if line.strip()]}
 
     @check("site.scratch", "Scratch file system mounted", needs=("site_mounts",))
     def scratch(site_mounts):
-        if site_mounts["scratch"]:
+        if "/scratch" in site_mounts["mount_points"]:
             return ok("/scratch is mounted")
-        return fail("/scratch is not mounted", fix="sudo mount /scratch")
+        return fail("/scratch is not mounted", fix="sudo mount /scratch   # as its /etc/fstab entry says")
 """
 
 from __future__ import annotations
