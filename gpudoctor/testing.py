@@ -75,7 +75,7 @@ def recorded(source: Source) -> Evidence:
         path = path.parent
     if path.is_dir() and not (path / "report.json").is_file():
         return Evidence.from_dir(path)
-    from gpudoctor.report import load_report
+    from gpudoctor.archive import load_report
 
     loaded = load_report(str(path))
     if loaded.evidence is None:
