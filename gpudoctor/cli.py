@@ -184,7 +184,7 @@ def _wrote(output: str | None, what: str) -> None:
 
 
 def _selected(only, skip_, no_smoke, policy=None, quick=False):
-    from gpudoctor.plugins import load_plugins
+    from gpudoctor.loader import load_plugins
     from gpudoctor.runner import Selection, unknown_names
 
     plugins = load_plugins()
@@ -472,7 +472,7 @@ def list_checks(fmt, output) -> None:
     """List every check: id, area, title and the distribution it comes from."""
     import json
 
-    from gpudoctor.plugins import load_plugins
+    from gpudoctor.loader import load_plugins
 
     stream = _open_output(output)
     rows = []

@@ -19,7 +19,7 @@ from gpudoctor.frameworks import state
 from gpudoctor.gpus import answering_gpus, driver_cuda, gpu_devices, no_driver
 from gpudoctor.models import Result, Status
 from gpudoctor.plugin import Check, Skip, check, collector, fail, ok, skip, spec_of, warn
-from gpudoctor.plugins import Plugin
+from gpudoctor.loader import Plugin
 from gpudoctor.policy import Policy
 from gpudoctor.speed import reference, smoke_figure
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from gpudoctor.host import NotRecorded
 from gpudoctor.models import Result, Status, Verdict, skip
 from gpudoctor.plugin import Check, Collector, Skip
-from gpudoctor.plugins import Plugin
+from gpudoctor.loader import Plugin
 
 GRACE_S = 1.0
 

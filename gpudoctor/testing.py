@@ -27,7 +27,7 @@ from gpudoctor.evidence import Evidence
 from gpudoctor.host import RecordedHost
 from gpudoctor.models import Result, Status
 from gpudoctor.plugin import Check, spec_of
-from gpudoctor.plugins import BUILTIN, Plugin, from_module, load_plugins
+from gpudoctor.loader import BUILTIN, Plugin, from_module, load_plugins
 from gpudoctor.runner import Collected, Selection, collect as run_collectors, run_checks
 
 __all__ = ["Status", "Result", "Collected", "judge", "collect", "replay", "recorded"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from gpudoctor.evidence import Evidence, command_key
 from gpudoctor.host import RecordedHost
 from gpudoctor.models import Result
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.runner import Selection, run_checks
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -23,7 +23,7 @@ from test_cli import SCHEMA, fake_nvidia_smi, gpudoctor_cmd, hung_smi_alive, one
 
 from gpudoctor.host import RecordedHost
 from gpudoctor.models import Run
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.redact import COMMON_NAMES
 from gpudoctor.report import write_report
 from gpudoctor.runner import Selection, run_checks

@@ -17,7 +17,7 @@ import pytest
 from evidence_helpers import FIXTURES, fixture
 
 from gpudoctor.host import RecordedHost
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.runner import run_checks
 
 NA, NOT_COLLECTED = "N/A", "Could not collect"

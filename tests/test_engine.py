@@ -14,7 +14,7 @@ from evidence_helpers import fixture, this_machine
 from gpudoctor.evidence import Evidence
 from gpudoctor.host import NOT_FOUND, TIMED_OUT, LiveHost, RecordedHost
 from gpudoctor.models import Status, Verdict, fail, ok, warn
-from gpudoctor.plugins import BUILTIN, from_module, load_plugins
+from gpudoctor.loader import BUILTIN, from_module, load_plugins
 from gpudoctor.runner import Selection, run_checks, unknown_names
 
 PLUGIN = '''

@@ -19,7 +19,7 @@ from evidence_helpers import command, fixture
 from gpudoctor import kb
 from gpudoctor.host import RecordedHost
 from gpudoctor.models import Status
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.policy import Policy
 from gpudoctor.policy_checks import policy_plugin
 from gpudoctor.runner import Selection, run_checks

@@ -21,7 +21,7 @@ from incident_ops import apply
 
 from gpudoctor import fixes
 from gpudoctor.host import RecordedHost
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.runner import run_checks
 
 INCIDENTS = Path(__file__).parent / "incidents"

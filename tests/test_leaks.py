@@ -253,7 +253,7 @@ def test_anonymize_hides_jobs_host_lists_containers_and_pods(tmp_path):
 
     from gpudoctor.host import RecordedHost
     from gpudoctor.models import Run
-    from gpudoctor.plugins import load_plugins
+    from gpudoctor.loader import load_plugins
     from gpudoctor.report import write_report
     from gpudoctor.runner import Selection, run_checks
 

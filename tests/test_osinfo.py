@@ -17,7 +17,7 @@ from evidence_helpers import FIXTURES, file, fixture, judge, this_machine
 from gpudoctor import fixes, osinfo
 from gpudoctor.evidence import Evidence
 from gpudoctor.host import LiveHost, RecordedHost
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.runner import Selection, run_checks
 
 RELEASES = FIXTURES / "os-release"

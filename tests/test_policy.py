@@ -18,7 +18,7 @@ from gpudoctor import cli
 from gpudoctor.models import Result, Status
 from gpudoctor.policy import PolicyError, load_policy, resolve
 from gpudoctor.host import RecordedHost
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.policy_checks import apply, policy_plugin
 from gpudoctor.runner import Selection, run_checks
 

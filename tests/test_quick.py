@@ -14,7 +14,7 @@ import time
 
 from gpudoctor.host import RecordedHost
 from gpudoctor.models import Status
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.runner import Selection, run_checks
 from evidence_helpers import fixture
 from gpudoctor.cli import QUICK_LEAVES_OUT

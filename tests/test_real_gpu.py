@@ -17,7 +17,7 @@ from gpudoctor.evidence import command_key
 from gpudoctor.gpus import gpu_devices
 from gpudoctor.host import RecordedHost
 from gpudoctor.parsers import parse_smi_xml
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.runner import run_checks
 
 RUN = FIXTURES / "h200-firecracker-2026-11-27"

@@ -12,7 +12,7 @@ from evidence_helpers import FIXTURES, fixture
 from gpudoctor import nvml_probe, render
 from gpudoctor.host import RecordedHost
 from gpudoctor.models import Run
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.runner import run_checks
 
 

@@ -23,7 +23,7 @@ from test_cli import SCHEMA, gpudoctor_cmd, one_line_error
 from gpudoctor import archive as archive_module
 from gpudoctor.host import RecordedHost
 from gpudoctor.models import Run, Status
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.redact import Redactor
 from gpudoctor.archive import ReportError, load_report
 from gpudoctor.report import write_report

@@ -22,7 +22,7 @@ from test_cli import gpudoctor_cmd
 from gpudoctor.evidence import Evidence
 from gpudoctor.host import PROBE_MARK, RecordedHost
 from gpudoctor.models import Status
-from gpudoctor.plugins import load_plugins
+from gpudoctor.loader import load_plugins
 from gpudoctor.runner import Selection, run_checks
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "smoke-cpu-2026-11-26" / "probe-run.json").read_text())
