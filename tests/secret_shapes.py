@@ -13,6 +13,7 @@ for a URL or a connection string the secret is its password or key, for a token 
 
 from __future__ import annotations
 
+import math
 import random
 import string
 
@@ -26,6 +27,16 @@ BECH32 = "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L"
 
 def _r(rnd: random.Random, chars: str, n: int) -> str:
     return "".join(rnd.choice(chars) for _ in range(n))
+
+
+def _random_enough(rnd: random.Random, chars: str, n: int, limit: float) -> str:
+    """A random string the entropy rule calls a secret: detect-secrets' high-entropy plugins flag only strings above
+    their limit (4.5 for base64, 3.0 for hex), and about one random 40-character base64 string in twenty falls under
+    it (4.39 seen). Below the limit is outside what that rule detects, a limit of entropy detection itself."""
+    while True:
+        text = _r(rnd, chars, n)
+        if -sum(text.count(c) / n * math.log2(text.count(c) / n) for c in set(text)) > limit:
+            return text
 
 
 def _whole(text: str) -> tuple[str, str]:
@@ -68,8 +79,8 @@ SHAPES = {
     "twilio key": (DETECT_SECRETS + "twilio.py", lambda r: _whole("SK" + _r(r, LOWER, 32))),
     "artifactory token": (DETECT_SECRETS + "artifactory.py", lambda r: _whole("AKCp8" + _r(r, ALNUM, 64))),
     "keyword": (DETECT_SECRETS + "keyword.py", lambda r: _inside("db_password: {}", _r(r, ALNUM, 14))),
-    "quoted base64": (DETECT_SECRETS + "high_entropy_strings.py (Base64)", lambda r: _inside('"{}"', _r(r, B64, 40))),
-    "quoted hex": (DETECT_SECRETS + "high_entropy_strings.py (Hex)", lambda r: _inside("'{}'", _r(r, HEX, 40))),
+    "quoted base64": (DETECT_SECRETS + "high_entropy_strings.py (Base64)", lambda r: _inside('"{}"', _random_enough(r, B64, 40, 4.5))),
+    "quoted hex": (DETECT_SECRETS + "high_entropy_strings.py (Hex)", lambda r: _inside("'{}'", _random_enough(r, HEX, 40, 3.0))),
     "gcp api key": (GITLEAKS + "gcp-api-key", lambda r: _whole("AIza" + _r(r, URLSAFE, 35))),
     "digitalocean token": (GITLEAKS + "digitalocean-pat", lambda r: _whole("dop_v1_" + _r(r, HEX, 64))),
     "databricks token": (GITLEAKS + "databricks-api-token", lambda r: _whole("dapi" + _r(r, HEX, 32))),

@@ -186,7 +186,7 @@ def test_a_long_reason_is_cut_to_fit_and_kept_whole_by_slurm(cluster):
 
 def test_the_prolog_drains_with_its_reason_and_slurm_requeues_the_job(cluster):
     (cluster.root / "policy.toml").write_text(FAILING)
-    job = cluster.run("sbatch", "--parsable", "--wrap", "true").strip()
+    job = cluster.run("sbatch", "--parsable", "--output", str(cluster.root / "slurm-%j.out"), "--wrap", "true").strip()
     try:
         _wait(lambda: cluster.state()[0] in ("drained", "draining"), "the prolog to drain the node")
         assert cluster.state()[1] == "gpudoctor: policy.gpu_count: 0 GPU(s) answer; the policy expects 64"
