@@ -96,6 +96,7 @@ def test_builtins_are_listed_once_and_load_as_plugins():
     assert len(ids) == len(set(ids)) and all(p.distribution == "gpudoctor" for p in plugins)
 
 
+@pytest.mark.live
 def test_third_party_plugin_runs_like_a_builtin_and_its_failures_are_results(tmp_path, monkeypatch):
     install_fake_distribution(tmp_path, monkeypatch, "acme-gpudoctor-checks", "acme_checks", PLUGIN)
     plugins = load_plugins()
@@ -146,6 +147,7 @@ def test_verdicts_refuse_a_problem_without_a_fix():
     assert ok("fine").status == Status.PASS and isinstance(ok("fine"), Verdict)
 
 
+@pytest.mark.live
 def test_live_host_runs_without_shell_under_c_locale_and_kills_on_timeout():
     host = LiveHost(timeout=5)
     result = host.run(["sh", "-c", "echo $LC_ALL; echo oops >&2; exit 3"])
@@ -159,6 +161,7 @@ def test_live_host_runs_without_shell_under_c_locale_and_kills_on_timeout():
     assert [c["rc"] for c in host.evidence.data["commands"].values()] == [3, None, None]
 
 
+@pytest.mark.live
 def test_live_host_records_files_and_nvml_and_replays_them(tmp_path):
     (tmp_path / "version").write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04\n")
     host = LiveHost()
@@ -171,12 +174,14 @@ def test_live_host_records_files_and_nvml_and_replays_them(tmp_path):
     assert replay.nvml() == nvml
 
 
+@pytest.mark.live
 def test_closed_host_refuses_new_commands():
     host = LiveHost()
     host.close()
     assert host.run(["true"]).error == "interrupted"
 
 
+@pytest.mark.live
 def test_reads_are_chunked_and_capped(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(b"x" * (200 << 10))
