@@ -20,11 +20,11 @@ TOKEN_SHAPES = {
     "url credentials": re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
     "huggingface token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     "github token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})\b"),
-    "gitlab token": re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}\b"),
-    "slack token": re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}\b"),
+    "gitlab token": re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}(?![\w-])"),
+    "slack token": re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}(?![\w-])"),
     "aws access key": re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
-    "openai-style key": re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}\b"),
-    "jwt": re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\b"),
+    "openai-style key": re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}(?![\w-])"),
+    "jwt": re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}(?![\w-])"),
 }
 ENV_LINE = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$", re.M)
 # Each pattern's last group is the identifying value; the rest of the match stays.

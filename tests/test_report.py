@@ -17,7 +17,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from evidence_helpers import fixture, recorded_report, this_machine
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_cli import SCHEMA, gpudoctor_cmd, one_line_error
 
@@ -332,6 +332,7 @@ NOISE = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
 
 @settings(max_examples=300, deadline=None)
 @given(NOISE, SEPARATORS, SECRET_SHAPES, SEPARATORS, NOISE)
+@example("", " ", "xoxb-000000000-", " ", "")  # found by this test in CI: a token that ends in '-' had no word boundary after it
 def test_a_token_anywhere_in_text_is_removed(before, left, secret, right, after):
     text = before + left + secret + right + after
     assert secret not in Redactor().text(text)
