@@ -13,7 +13,6 @@ from pathlib import Path
 import jsonschema
 import psutil
 import pytest
-
 from evidence_helpers import fixture, recorded_report
 
 import gpudoctor

@@ -11,13 +11,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.live
 AREA_LINE = re.compile(r"^[✓!✗-] system +\S")  # the system area's verdict, whatever it is on this machine
+
 
 def installed_gpudoctor() -> str:
     beside = Path(sys.executable).parent / "gpudoctor"
