@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 import time
@@ -11,7 +12,7 @@ import pytest
 from evidence_helpers import fixture
 
 from gpudoctor.evidence import Evidence
-from gpudoctor.host import NOT_FOUND, TIMED_OUT, LiveHost, RecordedHost
+from gpudoctor.host import DENIED, NOT_FOUND, TIMED_OUT, LiveHost, RecordedHost
 from gpudoctor.models import Status, Verdict, fail, ok, warn
 from gpudoctor.plugins import BUILTIN, load_plugins
 from gpudoctor.runner import Selection, run_checks, unknown_names
@@ -172,6 +173,25 @@ def test_live_host_records_files_and_nvml_and_replays_them(tmp_path):
     assert replay.read(str(tmp_path / "version")).text.startswith("NVRM version")
     assert replay.read("/no/such/file").error == "absent" and replay.read("/never/asked").error == "not recorded"
     assert replay.nvml() == nvml
+
+
+@pytest.mark.live
+def test_a_command_on_no_folder_of_path_is_not_found_even_past_one_this_user_cannot_search(tmp_path, monkeypatch):
+    """execvp answers EACCES, not ENOENT, when a PATH folder could not be searched (a group-only software tree on a
+    cluster; root's PATH kept by runuser): "not installed" must not turn into "permission denied". A file there
+    that cannot be executed is denied, for root too."""
+    closed, tools = tmp_path / "closed", tmp_path / "tools"
+    closed.mkdir()
+    tools.mkdir()
+    (tools / "not-executable").write_text("#!/bin/sh\n")
+    closed.chmod(0)
+    try:
+        monkeypatch.setenv("PATH", f"{closed}{os.pathsep}{tools}{os.pathsep}{os.environ['PATH']}")
+        host = LiveHost(timeout=5)
+        assert host.run(["no-such-command-anywhere"]).error == NOT_FOUND
+        assert host.run(["not-executable"]).error == DENIED
+    finally:
+        closed.chmod(0o755)
 
 
 @pytest.mark.live
