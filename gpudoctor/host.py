@@ -123,8 +123,8 @@ class LiveHost:
             proc = self._spawn(argv)
         except FileNotFoundError:
             return CommandResult(argv, None, error=NOT_FOUND)
-        except PermissionError:
-            return CommandResult(argv, None, error=DENIED)
+        except PermissionError:  # also execvp's answer for a command on no PATH folder when one could not be searched
+            return CommandResult(argv, None, error=DENIED if _on_path(argv[0]) else NOT_FOUND)
         except OSError as exc:
             return CommandResult(argv, None, error=str(exc))
         if proc is None:
@@ -342,6 +342,12 @@ def _marked_json(stdout: str):
         return json.loads(stdout)
     except ValueError:
         return None
+
+
+def _on_path(name: str) -> bool:
+    """Whether `name` is a path, or a file (executable or not) in a PATH folder this process can search."""
+    folders = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return os.sep in name or any(os.path.lexists(os.path.join(folder, name)) for folder in folders if folder)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -28,11 +28,11 @@ TOKEN_SHAPES = {
     "connection string secret": re.compile(r"(?<=;) ?(?:AccountKey|SharedAccessKey|SharedAccessSignature|Password|Pwd)=(?P<v>[^;\s\"'<>]+)", re.I),
     "huggingface token": re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     "github token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})\b"),
-    "gitlab token": re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}\b"),
-    "slack token": re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}\b"),
+    "gitlab token": re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}(?![\w-])"),
+    "slack token": re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}(?![\w-])"),
     "aws access key": re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
-    "openai-style key": re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}\b"),
-    "jwt": re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\b"),
+    "openai-style key": re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}(?![\w-])"),
+    "jwt": re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}(?![\w-])"),
     "gcp api key": re.compile(r"\bAIza[\w-]{35}(?![\w-])"),  # gitleaks' gcp-api-key
     "age secret key": re.compile(r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}\b"),  # gitleaks' age-secret-key
     # what most vendors' tokens share (gitleaks' rules: dop_v1_, dapi, shpat_, glsa_, lin_api_, dp.pt., pul-, r8_, gsk_ ...):

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from gpudoctor.evidence import Evidence, command_key
 from gpudoctor.host import RecordedHost
-from gpudoctor.models import Result
 from gpudoctor.loader import load_plugins
+from gpudoctor.models import Result, Run
+from gpudoctor.report import write_report
 from gpudoctor.runner import Selection, run_checks
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -56,6 +57,17 @@ def this_machine() -> Evidence:
 
     Recorded once, not live: the tests must judge the same evidence on a GPU server as here."""
     return fixture(NO_GPU_MACHINE)
+
+
+def recorded_report(evidence: Evidence, path: Path, host_name: str, started_at: str, anonymize: bool = False) -> Path:
+    """Recorded evidence written as `gpudoctor report` writes a live run's archive: what the CLI's --from reads,
+    so the command line is tested on a recorded machine, not on the one running the tests."""
+    host = RecordedHost(evidence)
+    plugins = load_plugins(external=False)
+    results, facts, timings = run_checks(plugins, host)
+    run = Run(results, facts, started_at, 1.2, host_name, timings)
+    write_report(run, host, str(path), anonymize, dict(host.environ), 5.0, plugins, Selection())
+    return path
 
 
 def judge(evidence: Evidence, check_id: str) -> Result:

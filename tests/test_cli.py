@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import psutil
 import pytest
+from evidence_helpers import fixture, recorded_report
 
 import gpudoctor
 from gpudoctor import cli
@@ -42,6 +43,13 @@ ANSI = "\x1b["
 def gpudoctor_cmd(*args, env=None, timeout=60, cwd=None):
     return subprocess.run([sys.executable, "-m", "gpudoctor", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def h200_archive(tmp_path_factory) -> Path:
+    """The newest real H200 run (tests/fixtures/h200-firecracker-2026-11-27-third-run) as a report archive, for --from."""
+    return recorded_report(fixture("h200-firecracker-2026-11-27-third-run"), tmp_path_factory.mktemp("h200") / "h200.tar.gz",
+                           "vm", "2026-11-27T08:00:00+00:00")
 
 
 def one_line_error(proc, words):
@@ -75,16 +83,16 @@ def test_usage_errors_are_one_line_and_exit_2(args, words):
 
 
 def test_unwritable_output_file_is_refused_before_collecting(tmp_path):
-    target = tmp_path / "ro"
-    target.mkdir()
-    target.chmod(0o500)
-    proc = gpudoctor_cmd("check", "-o", str(target / "node.json"))
-    if os.geteuid() == 0:
-        assert proc.returncode in (0, 1)  # root writes anywhere; the refusal is for ordinary users
+    if os.geteuid() == 0:  # root writes into a read-only folder; sysfs creates no file for anyone
+        target = Path("/sys")
     else:
-        one_line_error(proc, "cannot write")
+        target = tmp_path / "ro"
+        target.mkdir()
+        target.chmod(0o500)
+    one_line_error(gpudoctor_cmd("check", "-o", str(target / "node.json")), f"cannot write {target / 'node.json'}")
 
 
+@pytest.mark.live
 def test_json_to_a_file_follows_the_schema_and_matches_the_exit_code(tmp_path):
     out = tmp_path / "node.json"
     proc = gpudoctor_cmd("check", "--format", "json", "-o", str(out))
@@ -95,18 +103,28 @@ def test_json_to_a_file_follows_the_schema_and_matches_the_exit_code(tmp_path):
     assert {"os", "driver", "nvml", "machine"} <= set(document["facts"])
 
 
-def test_only_and_skip_select_by_id_or_area():
-    only = json.loads(gpudoctor_cmd("check", "--format", "json", "--only", "system,gpu.xid").stdout)
-    assert {r["area"] for r in only["results"]} == {"system", "gpu"}
-    assert [r["id"] for r in only["results"] if r["area"] == "gpu"] == ["gpu.xid"]
-    skipped = json.loads(gpudoctor_cmd("check", "--format", "json", "--skip", "driver", "--skip", "gpu,advice,python,torch,cuda,cudnn,tensorflow,jax,onnxruntime,conda",
-                                       "--no-smoke").stdout)
+def test_only_and_skip_select_by_id_or_area(h200_archive):
+    only = json.loads(gpudoctor_cmd("check", "--from", str(h200_archive), "--format", "json", "--only", "system,gpu.xid").stdout)
+    assert sorted(r["id"] for r in only["results"]) == ["gpu.xid"] + sorted(i for i in EXPECTED_IDS if i.startswith("system."))
+    skipped = json.loads(gpudoctor_cmd("check", "--from", str(h200_archive), "--format", "json", "--skip", "driver",
+                                       "--skip", "gpu,advice,python,torch,cuda,cudnn,tensorflow,jax,onnxruntime,conda", "--no-smoke").stdout)
     assert {r["area"] for r in skipped["results"]} == {"system"}
 
 
-def test_plain_text_when_piped_or_no_color():
-    proc = gpudoctor_cmd("check", "-v", env={**os.environ, "NO_COLOR": "1"})
-    assert ANSI not in proc.stdout and "✓ system" in proc.stdout and "exit code" in proc.stdout
+def test_no_smoke_leaves_the_smoke_test_out(h200_archive):
+    # the H200 trained in its recorded run (smoke.torch, smoke.jax and smoke.speed passed)
+    every = json.loads(gpudoctor_cmd("check", "--from", str(h200_archive), "--format", "json").stdout)
+    assert {r["id"]: r["status"] for r in every["results"] if r["area"] == "smoke"}["smoke.torch"] == "pass"
+    without = json.loads(gpudoctor_cmd("check", "--from", str(h200_archive), "--format", "json", "--no-smoke").stdout)
+    assert [r["id"] for r in without["results"]] == [r["id"] for r in every["results"] if r["area"] != "smoke"]
+
+
+def test_plain_text_when_piped_or_no_color(h200_archive):
+    proc = gpudoctor_cmd("check", "-v", "--from", str(h200_archive), env={**os.environ, "NO_COLOR": "1"})
+    lines = proc.stdout.splitlines()
+    assert ANSI not in proc.stdout and lines[-1].endswith(f"exit code {proc.returncode}")
+    # the area lines the H200 printed in that run (its check-verbose.txt)
+    assert "✓ system       10 passed, 1 skipped" in lines and "✓ gpu          14 passed, 1 skipped" in lines
 
 
 def test_list_shows_every_check_with_its_distribution():
@@ -136,6 +154,7 @@ def hung_smi_alive(tmp_path) -> bool:
         return False
 
 
+@pytest.mark.live
 def test_a_hung_nvidia_smi_costs_only_the_timeout(tmp_path):
     start = time.monotonic()
     # only what reads nvidia-smi: on a GPU server the rest of a full check (probes, smoke) takes seconds of its own
@@ -146,6 +165,7 @@ def test_a_hung_nvidia_smi_costs_only_the_timeout(tmp_path):
     assert not hung_smi_alive(tmp_path)
 
 
+@pytest.mark.live
 def test_ctrl_c_stops_everything_and_exits_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "gpudoctor", "check", "--timeout", "30"], env=fake_nvidia_smi(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -170,11 +190,14 @@ def test_gpudoctors_own_bug_exits_3_with_one_line(monkeypatch, capsys):
     assert len(err) == 1 and "internal error" in err[0] and "bug in gpudoctor" in err[0]
 
 
-def test_strict_turns_warnings_into_exit_1():
-    from gpudoctor.models import Result, Run, Status
-
-    run = Run([Result("gpu.mig", "MIG", Status.WARN, "on", fix="off")], {}, "now", 0.1, "host")
-    assert (run.exit_code(), run.exit_code(strict=True)) == (0, 1)
+def test_strict_turns_warnings_into_exit_1(tmp_path):
+    # the H200 capture's only problem is a warning: persistence through the legacy `nvidia-smi -pm 1` (its kernel log)
+    archive = recorded_report(fixture("h200-2026-11-26"), tmp_path / "h200.tar.gz", "h200-node", "2026-11-26T06:00:00+00:00")
+    document = json.loads(gpudoctor_cmd("check", "--from", str(archive), "--format", "json").stdout)
+    assert [r["id"] for r in document["results"] if r["status"] in ("warn", "fail", "error")] == ["driver.persistence"]
+    assert gpudoctor_cmd("check", "--from", str(archive)).returncode == 0
+    strict = gpudoctor_cmd("check", "--from", str(archive), "--strict")
+    assert strict.returncode == 1 and strict.stdout.splitlines()[-1].endswith("exit code 1")
 
 
 def test_python_takes_an_environment_folder_or_a_command(tmp_path):
@@ -182,7 +205,8 @@ def test_python_takes_an_environment_folder_or_a_command(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
     by_folder = json.loads(gpudoctor_cmd("check", "--python", str(env), "--only", "python.interpreter", "--format", "json").stdout)
     assert by_folder["facts"]["python_envs"]["interpreters"][0]["path"] == str(env / "bin" / "python")
-    by_name = json.loads(gpudoctor_cmd("check", "--python", "python3", "--only", "python.interpreter", "--format", "json").stdout)
+    path = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # this venv's python3
+    by_name = json.loads(gpudoctor_cmd("check", "--python", "python3", "--only", "python.interpreter", "--format", "json", env=path).stdout)
     assert by_name["results"][0]["status"] == "pass"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 import time
@@ -12,7 +13,7 @@ import pytest
 from evidence_helpers import fixture, this_machine
 
 from gpudoctor.evidence import Evidence
-from gpudoctor.host import NOT_FOUND, TIMED_OUT, LiveHost, RecordedHost
+from gpudoctor.host import DENIED, NOT_FOUND, TIMED_OUT, LiveHost, RecordedHost
 from gpudoctor.models import Status, Verdict, fail, ok, warn
 from gpudoctor.loader import BUILTIN, from_module, load_plugins
 from gpudoctor.runner import Selection, run_checks, unknown_names
@@ -97,6 +98,7 @@ def test_builtins_are_listed_once_and_load_as_plugins():
     assert len(ids) == len(set(ids)) and all(p.distribution == "gpudoctor" for p in plugins)
 
 
+@pytest.mark.live
 def test_third_party_plugin_runs_like_a_builtin_and_its_failures_are_results(tmp_path, monkeypatch):
     install_fake_distribution(tmp_path, monkeypatch, "acme-gpudoctor-checks", "acme_checks", PLUGIN)
     plugins = load_plugins()
@@ -148,6 +150,7 @@ def test_verdicts_refuse_a_problem_without_a_fix():
     assert ok("fine").status == Status.PASS and isinstance(ok("fine"), Verdict)
 
 
+@pytest.mark.live
 def test_live_host_runs_without_shell_under_c_locale_and_kills_on_timeout():
     host = LiveHost(timeout=5)
     result = host.run(["sh", "-c", "echo $LC_ALL; echo oops >&2; exit 3"])
@@ -161,6 +164,7 @@ def test_live_host_runs_without_shell_under_c_locale_and_kills_on_timeout():
     assert [c["rc"] for c in host.evidence.data["commands"].values()] == [3, None, None]
 
 
+@pytest.mark.live
 def test_live_host_records_files_and_nvml_and_replays_them(tmp_path):
     (tmp_path / "version").write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04\n")
     host = LiveHost()
@@ -173,12 +177,33 @@ def test_live_host_records_files_and_nvml_and_replays_them(tmp_path):
     assert replay.nvml() == nvml
 
 
+@pytest.mark.live
+def test_a_command_on_no_folder_of_path_is_not_found_even_past_one_this_user_cannot_search(tmp_path, monkeypatch):
+    """execvp answers EACCES, not ENOENT, when a PATH folder could not be searched (a group-only software tree on a
+    cluster; root's PATH kept by runuser): "not installed" must not turn into "permission denied". A file there
+    that cannot be executed is denied, for root too."""
+    closed, tools = tmp_path / "closed", tmp_path / "tools"
+    closed.mkdir()
+    tools.mkdir()
+    (tools / "not-executable").write_text("#!/bin/sh\n")
+    closed.chmod(0)
+    try:
+        monkeypatch.setenv("PATH", f"{closed}{os.pathsep}{tools}{os.pathsep}{os.environ['PATH']}")
+        host = LiveHost(timeout=5)
+        assert host.run(["no-such-command-anywhere"]).error == NOT_FOUND
+        assert host.run(["not-executable"]).error == DENIED
+    finally:
+        closed.chmod(0o755)
+
+
+@pytest.mark.live
 def test_closed_host_refuses_new_commands():
     host = LiveHost()
     host.close()
     assert host.run(["true"]).error == "interrupted"
 
 
+@pytest.mark.live
 def test_reads_are_chunked_and_capped(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(b"x" * (200 << 10))

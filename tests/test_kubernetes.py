@@ -97,7 +97,7 @@ def test_the_npd_config_names_the_plugin_and_passes_npds_validation():
     limit = seconds(config["pluginConfig"]["timeout"])
     assert all(seconds(rule["timeout"]) <= limit for rule in config["rules"])
     container = find("DaemonSet")["spec"]["template"]["spec"]["containers"][0]
-    assert f"--config.custom-plugin-monitor=/config/gpudoctor-monitor.json" in container["command"]
+    assert "--config.custom-plugin-monitor=/config/gpudoctor-monitor.json" in container["command"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     # the plugin reports a hung check itself, before NPD kills it and says Unknown; its message fits NPD's cut
     assert float(env["GPUDOCTOR_TIMEOUT"]) < min(seconds(rule["timeout"]) for rule in config["rules"])

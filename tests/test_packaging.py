@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
-from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
@@ -20,8 +20,14 @@ def run_python(code: str, cwd: Path, *flags: str) -> subprocess.CompletedProcess
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+    # built from a copy: setuptools writes build/ and *.egg-info beside the sources, and the tests may run as a user
+    # who cannot write the checkout
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in ("gpudoctor", "checks"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
                    check=True, capture_output=True, timeout=300)
     return next(out.glob("gpudoctor-*.whl"))
 
@@ -47,11 +53,15 @@ def test_installed_wheel_imports_from_outside_the_source_tree(wheel, tmp_path):
 
 
 def test_this_install_imports_gpudoctor_checks_but_no_top_level_checks(tmp_path):
-    proc = run_python("import gpudoctor.checks, gpudoctor.checks.system; print(gpudoctor.checks.__file__)", tmp_path)
+    # from outside the checkout, whose gpudoctor.egg-info would otherwise answer for the installed distribution
+    proc = run_python("import json, gpudoctor.checks, gpudoctor.checks.system; from importlib.metadata import distribution; "
+                      "d = distribution('gpudoctor'); print(json.dumps([gpudoctor.checks.__file__, d.read_text('direct_url.json'), "
+                      "str(d.locate_file('gpudoctor/checks/__init__.py'))]))", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    direct_url = json.loads(distribution("gpudoctor").read_text("direct_url.json") or "{}")
-    if direct_url.get("dir_info", {}).get("editable"):
-        assert Path(proc.stdout.strip()) == ROOT / "checks" / "__init__.py"
+    found, direct_url, in_site_packages = json.loads(proc.stdout)
+    editable = json.loads(direct_url or "{}").get("dir_info", {}).get("editable")
+    # editable: the checkout's checks/; installed (`pip install .`): the copy in site-packages that the wheel laid down
+    assert Path(found) == (ROOT / "checks" / "__init__.py" if editable else Path(in_site_packages)), (found, direct_url)
     missing = run_python("import checks", tmp_path)
     assert missing.returncode == 1 and "No module named 'checks'" in missing.stderr
 

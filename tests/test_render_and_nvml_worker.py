@@ -54,8 +54,14 @@ class _Struct:
         self.__dict__.update(fields)
 
 
+CAPTURE = json.loads((FIXTURES / "h200-2026-11-26/nvml-and-driver.json").read_text())["nvml"]
+REAL_RUN = fixture("h200-firecracker-2026-11-27").data["nvml"]  # what this worker answered on a real H200
+
+
 def nvml_from_capture() -> types.ModuleType:
-    """A pynvml that answers with the H200 capture's recorded NVML values (no NVML library here).
+    """A pynvml that answers with the H200 capture's recorded NVML values (no NVML library here); the fields that
+    capture did not read (clocks, utilization, slowdown threshold, MIG devices) with the values the worker read on
+    the same kind of H200 the next day.
 
     Where the answer is a structure, it is nvidia-ml-py's own (`nvmlPciInfo_t` gives `busId` as str, as on the
     real H200), and calls keep nvidia-ml-py's signatures: a hand-made stand-in hid two bugs until the first run
@@ -64,8 +70,7 @@ def nvml_from_capture() -> types.ModuleType:
 
     pci = real.nvmlPciInfo_t()
     pci.busId, pci.pciDeviceId = b"00000000:00:06.0", 0x233510DE
-    cap = json.loads((FIXTURES / "h200-2026-11-26/nvml-and-driver.json").read_text())["nvml"]
-    dev = cap["devices"][0]
+    dev, later = CAPTURE["devices"][0], REAL_RUN["devices"][0]
 
     class NVMLError(Exception):
         def __init__(self, value):
@@ -90,8 +95,8 @@ def nvml_from_capture() -> types.ModuleType:
               ("NVML_MEMORY_ERROR_TYPE_CORRECTED", "aggregate"): dev["ecc_corrected_aggregate"]}
     answers = {
         "nvmlInit": None, "nvmlShutdown": None, "nvmlDeviceGetCount": 1, "nvmlDeviceGetHandleByIndex": "h",
-        "nvmlSystemGetDriverVersion": cap["driver_version"], "nvmlSystemGetNVMLVersion": cap["nvml_version"],
-        "nvmlSystemGetCudaDriverVersion_v2": cap["cuda_driver_version_v2"], "nvmlDeviceGetName": dev["name"],
+        "nvmlSystemGetDriverVersion": CAPTURE["driver_version"], "nvmlSystemGetNVMLVersion": CAPTURE["nvml_version"],
+        "nvmlSystemGetCudaDriverVersion_v2": CAPTURE["cuda_driver_version_v2"], "nvmlDeviceGetName": dev["name"],
         "nvmlDeviceGetUUID": dev["uuid"], "nvmlDeviceGetMinorNumber": 0, "nvmlDeviceGetBrand": dev["brand"],
         "nvmlDeviceGetPciInfo": pci,
         "nvmlDeviceGetArchitecture": dev["architecture"], "nvmlDeviceGetCudaComputeCapability": tuple(dev["cuda_compute_capability"]),
@@ -105,12 +110,20 @@ def nvml_from_capture() -> types.ModuleType:
         "nvmlDeviceGetRemappedRows": tuple(dev["remapped_rows"]), "nvmlDeviceGetMigMode": tuple(dev["mig_mode"]),
         "nvmlDeviceGetCurrentClocksEventReasons": dev["throttle_reasons"], "nvmlDeviceGetVbiosVersion": dev["vbios"],
         "nvmlDeviceGetVirtualizationMode": dev["virtualization_mode"], "nvmlDeviceGetComputeRunningProcesses": [],
+        "nvmlDeviceGetTemperatureThreshold": later["temperature_slowdown"],
+        "nvmlDeviceGetUtilizationRates": _Struct(gpu=later["utilization_gpu"], memory=0),
+        "nvmlDeviceGetMaxMigDeviceCount": 7,  # an H200 holds up to 7 MIG devices (NVIDIA's MIG user guide)
     }
     for name, value in answers.items():
         setattr(m, name, lambda *_, v=value: v)
     m.nvmlDeviceGetTotalEccErrors = lambda h, kind, scope: errors[(kind, scope)]
-    for name in ("nvmlDeviceGetRetiredPages", "nvmlDeviceGetRetiredPagesPendingStatus", "nvmlDeviceGetTemperatureThreshold",
-                 "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetClockInfo"):
+    m.nvmlDeviceGetClockInfo = lambda h, kind: {real.NVML_CLOCK_SM: later["clock_sm_mhz"], real.NVML_CLOCK_MEM: later["clock_mem_mhz"]}[kind]
+
+    def no_mig_device(*_):  # MIG is off: no MIG device behind any slot
+        raise NVMLError(6)  # NVML_ERROR_NOT_FOUND
+
+    m.nvmlDeviceGetMigDeviceHandleByIndex = no_mig_device
+    for name in ("nvmlDeviceGetRetiredPages", "nvmlDeviceGetRetiredPagesPendingStatus"):  # Hopper retires no pages: remaps rows
         setattr(m, name, unsupported)
 
     def fabric(device, info):  # nvidia-ml-py's signature: the caller passes the structure to fill
@@ -121,18 +134,17 @@ def nvml_from_capture() -> types.ModuleType:
     return m
 
 
-def test_nvml_worker_gives_the_captures_shape_from_the_captures_values(monkeypatch):
+def test_nvml_worker_gives_the_real_runs_shape_from_the_captures_values(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", nvml_from_capture())
     answer = nvml_probe.collect()
-    cap = json.loads((FIXTURES / "h200-2026-11-26/nvml-and-driver.json").read_text())["nvml"]
-    ours, theirs = answer["devices"][0], cap["devices"][0]
-    shared = set(ours) & set(theirs) - {"pci", "retired_pages_dbe", "retired_pages_pending"}
-    assert {k: ours[k] for k in shared} == {k: theirs[k] for k in shared}
-    assert {"name", "ecc_mode", "remapped_rows", "mig_mode", "throttle_reasons", "processes"} <= shared
-    assert ours["pci"] == {"busId": "00000000:00:06.0", "pciDeviceId": 0x233510DE, "pciSubSystemId": 0}
-    assert ours["retired_pages_pending"] == {"error": "NVMLError_NotSupported: Not Supported"}
-    assert ours["fabric_state"] == 3  # NVML_GPU_FABRIC_STATE_COMPLETED, read from the structure the call filled
-    assert (answer["driver_version"], answer["device_count"]) == ("580.159.04", 1)
+    ours, captured, real = answer["devices"][0], CAPTURE["devices"][0], REAL_RUN["devices"][0]
+    # every field the worker gave on the real H200, each with the value the fake was given for it
+    expected = {field: captured.get(field, value) for field, value in real.items()}
+    expected.update(pci={"busId": "00000000:00:06.0", "pciDeviceId": 0x233510DE, "pciSubSystemId": 0},
+                    fabric_state=3)  # NVML_GPU_FABRIC_STATE_COMPLETED, read from the structure the call filled
+    assert {field: ours.get(field, "missing") for field in real} == expected
+    assert expected["retired_pages_pending"] == {"error": "NVMLError_NotSupported: Not Supported"}
+    assert (answer["driver_version"], answer["device_count"], answer["cuda_driver_version"]) == ("580.159.04", 1, 13000)
 
 
 def test_nvml_worker_reports_a_failed_init(monkeypatch):

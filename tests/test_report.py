@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import os
+import socket
 import stat
 import string
 import sys
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from evidence_helpers import fixture
-from hypothesis import given, settings
+from evidence_helpers import fixture, recorded_report, this_machine
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_cli import SCHEMA, gpudoctor_cmd, one_line_error
 
@@ -87,9 +88,12 @@ def planted(tmp_path_factory):
     meta.mkdir(parents=True)
     (meta / "cudatoolkit-11.8.0-h6a678d5_0.json").write_text(json.dumps(
         {"channel": CONDA_SECRETS[0], "url": CONDA_SECRETS[0] + "/cudatoolkit.conda", "note": CONDA_SECRETS[1]}))
-    env = {**os.environ, **ENV_SECRETS, **SHAPED, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    # the fake nvidia-smi first; no conda (a GPU server's own would answer `conda list`): the archive must say it is absent
+    path = [str(bin_dir)] + [d for d in os.environ["PATH"].split(os.pathsep) if d and not os.path.exists(os.path.join(d, "conda"))]
+    env = {**os.environ, **ENV_SECRETS, **SHAPED, "PATH": os.pathsep.join(path),
            "CONDA_PREFIX": str(root / "conda"), "PYTHONPATH": f"/opt/{PYTHONPATH_SECRET}", "HOSTNAME": "gpu-node-17"}
-    env.pop("NO_COLOR", None)
+    for name in ("NO_COLOR", "CONDA_EXE", "MAMBA_EXE"):
+        env.pop(name, None)
     out = root / "report.tar.gz"
     proc = gpudoctor_cmd("report", "-o", str(out), "--python", sys.executable, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -97,6 +101,7 @@ def planted(tmp_path_factory):
     return {"root": root, "env": env, "archive": out, "proc": proc, "live": json.loads(live.stdout)}
 
 
+@pytest.mark.live
 def test_no_planted_secret_appears_anywhere_in_the_archive(planted):
     members = archive_bytes(planted["archive"])
     everything = b"".join(name.encode() + data for name, data in members) + gzip.decompress(planted["archive"].read_bytes())
@@ -116,6 +121,7 @@ def test_no_planted_secret_appears_anywhere_in_the_archive(planted):
     assert "\nDB_PASSWORD\n" in text["context/environment.txt"] and "DB_PASSWORD=" not in text["context/environment.txt"]
 
 
+@pytest.mark.live
 def test_the_report_says_what_it_redacted_by_class_never_by_value(planted):
     out = planted["proc"].stdout
     redacted = next(line for line in out.splitlines() if line.startswith("Redacted:"))
@@ -126,6 +132,7 @@ def test_the_report_says_what_it_redacted_by_class_never_by_value(planted):
     assert f"Wrote {planted['archive']}" in out and "re-judge with: gpudoctor check --from" in out
 
 
+@pytest.mark.live
 def test_the_archive_holds_the_verdict_the_facts_and_what_support_asks_for(planted):
     members = {name.split("/", 1)[1]: data for name, data in archive_bytes(planted["archive"])}
     document = json.loads(members["report.json"])
@@ -138,28 +145,36 @@ def test_the_archive_holds_the_verdict_the_facts_and_what_support_asks_for(plant
     assert b"$ nvidia-smi -q\n# exit status 9" in members["context/nvidia-smi-q.txt"]
     assert b"not installed here" in members["context/conda-list.txt"]  # no conda on PATH: said, not hidden
     assert b"gpudoctor" in members["context/pip-list-1.txt"] and b"pytest" in members["context/pip-list-1.txt"]
-    assert all("cuda" in line.lower() or "nv" in line.lower() for line in members["context/ldconfig-cuda.txt"].decode().splitlines()[1:])
+    # the linker cache's entries (tab-indented) under the command that listed them (`/sbin/ldconfig` where ldconfig is not on PATH)
+    entries = [line for line in members["context/ldconfig-cuda.txt"].decode().splitlines() if line.startswith("\t")]
+    assert all("cuda" in line.lower() or "nv" in line.lower() for line in entries)
     markdown = members["report.md"].decode()
     assert "## Verdict" in markdown and "driver.loaded" in markdown and "| fact | value |" in markdown
     assert "Fix:" in markdown  # the fixes travel with the verdict
 
 
+@pytest.mark.live
 def test_check_from_the_archive_gives_the_live_ids_and_statuses(planted):
+    # against the verdict the archive holds, from the same collection: a second live run may judge differently on a
+    # GPU server (a speed measured again, a temperature read again)
+    written = json.loads(dict((name.split("/", 1)[1], data) for name, data in archive_bytes(planted["archive"]))["report.json"])
     proc = gpudoctor_cmd("check", "--from", str(planted["archive"]), "--format", "json", env=planted["env"])
     rejudged = json.loads(proc.stdout)
     jsonschema.validate(rejudged, SCHEMA)
     pairs = lambda doc: [(r["id"], r["status"]) for r in doc["results"]]  # noqa: E731
-    assert pairs(rejudged) == pairs(planted["live"])
-    assert proc.returncode == planted["live"]["exit_code"]
-    assert rejudged["source"]["gpudoctor_version"] and rejudged["source"]["host"] == planted["live"]["host"]
+    assert pairs(rejudged) == pairs(written) and [i for i, _ in pairs(rejudged)] == [i for i, _ in pairs(planted["live"])]
+    assert proc.returncode == written["exit_code"]
+    assert rejudged["source"]["gpudoctor_version"] and rejudged["source"]["host"] == written["host"] == socket.gethostname()
 
 
+@pytest.mark.live
 def test_check_from_names_the_original_host_time_and_version(planted):
     proc = gpudoctor_cmd("check", "--from", str(planted["archive"]), env=planted["env"])
     first = proc.stdout.splitlines()[0]
-    assert first.startswith(f"Report from {planted['live']['host']}, collected 20") and "re-judged by gpudoctor" in first
+    assert first.startswith(f"Report from {socket.gethostname()}, collected 20") and "re-judged by gpudoctor" in first
 
 
+@pytest.mark.live
 def test_check_from_a_bare_report_json_judges_its_facts(planted, tmp_path):
     document = tmp_path / "node.json"
     document.write_text(json.dumps(planted["live"]))
@@ -168,6 +183,7 @@ def test_check_from_a_bare_report_json_judges_its_facts(planted, tmp_path):
            [(r["id"], r["status"]) for r in planted["live"]["results"]]
 
 
+@pytest.mark.live
 def test_diff_of_a_report_with_itself_agrees(planted):
     proc = gpudoctor_cmd("diff", str(planted["archive"]), str(planted["archive"]))
     assert proc.returncode == 0 and "The reports agree" in proc.stdout
@@ -175,26 +191,21 @@ def test_diff_of_a_report_with_itself_agrees(planted):
 
 def h200_report(path: Path, anonymize: bool = False) -> Path:
     """A report of the H200 server, made from its capture the way `gpudoctor report` makes one live."""
-    host = RecordedHost(fixture("h200-2026-11-26"))
-    results, facts, timings = run_checks(load_plugins(external=False), host)
-    run = Run(results, facts, "2026-11-26T06:00:00+00:00", 1.2, "h200-node", timings)
-    write_report(run, host, str(path), anonymize, dict(host.environ), 5.0, load_plugins(external=False), Selection())
-    return path
+    return recorded_report(fixture("h200-2026-11-26"), path, "h200-node", "2026-11-26T06:00:00+00:00", anonymize)
 
 
-def test_diff_with_a_working_h200_names_the_differences(planted, tmp_path):
+def test_diff_with_a_working_h200_names_the_differences(tmp_path):
+    # this development machine (no GPU, no driver: driver.loaded skips) against the H200, both as recorded
+    here = recorded_report(this_machine(), tmp_path / "here.tar.gz", "vm", "2026-11-27T06:00:00+00:00")
     h200 = h200_report(tmp_path / "h200.tar.gz")
-    proc = gpudoctor_cmd("diff", str(planted["archive"]), str(h200))
+    proc = gpudoctor_cmd("diff", str(here), str(h200))
     assert proc.returncode == 1
-    here = {r["id"]: r["status"] for r in planted["live"]["results"]}
-    driver = planted["live"]["facts"]["driver"]["version"]
-    if driver != "580.159.04":
-        assert "driver.version" in proc.stdout and f"{driver or '(none)'} → 580.159.04" in proc.stdout
-    as_json = json.loads(gpudoctor_cmd("diff", str(planted["archive"]), str(h200), "--format", "json").stdout)
-    assert as_json["same"] is False and as_json["b"]["host"] == "h200-node"
-    if here["driver.loaded"] != "pass":  # this machine has no driver: the H200's is the difference
-        assert {"id": "driver.loaded", "a": here["driver.loaded"], "b": "pass"} in as_json["results"]
-        assert "driver.loaded" in proc.stdout and f"{here['driver.loaded']} → pass" in proc.stdout
+    assert "driver.version" in proc.stdout and "(none) → 580.159.04" in proc.stdout
+    assert "driver.loaded" in proc.stdout and "skip → pass" in proc.stdout
+    as_json = json.loads(gpudoctor_cmd("diff", str(here), str(h200), "--format", "json").stdout)
+    assert as_json["same"] is False and (as_json["a"]["host"], as_json["b"]["host"]) == ("vm", "h200-node")
+    assert {"id": "driver.loaded", "a": "skip", "b": "pass"} in as_json["results"]
+    assert {"id": "gpu.present", "a": "fail", "b": "skip"} in as_json["results"]
     assert any(v["path"] == "nvml.driver_version" and v["b"] == "580.159.04" for v in as_json["versions"])
 
 
@@ -220,6 +231,7 @@ def test_anonymized_report_hides_identities_consistently_and_still_judges_the_sa
         assert b"serial-2" not in members[name], name
 
 
+@pytest.mark.live
 def test_anonymize_live_replaces_host_user_ip_and_mac(planted, tmp_path):
     out = tmp_path / "anon.tar.gz"
     proc = gpudoctor_cmd("report", "--anonymize", "-o", str(out), "--no-smoke", env={**planted["env"], "USER": "mallory-q"})
@@ -323,6 +335,7 @@ NOISE = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
 
 @settings(max_examples=300, deadline=None)
 @given(NOISE, SEPARATORS, SECRET_SHAPES, SEPARATORS, NOISE)
+@example("", " ", "xoxb-000000000-", " ", "")  # found by this test in CI: a token that ends in '-' had no word boundary after it
 def test_a_token_anywhere_in_text_is_removed(before, left, secret, right, after):
     text = before + left + secret + right + after
     assert secret not in Redactor().text(text)

@@ -19,6 +19,7 @@ import pytest
 from evidence_helpers import fixture, judge, nvml_device, this_machine
 from test_cli import gpudoctor_cmd
 
+from gpudoctor import cli
 from gpudoctor.evidence import Evidence
 from gpudoctor.host import PROBE_MARK, RecordedHost
 from gpudoctor.models import Status
@@ -98,14 +99,11 @@ def test_without_a_gpu_check_skips_the_smoke_test_and_says_why():
     assert all("no NVIDIA GPU is visible" in r.summary for r in results)
 
 
-def test_no_smoke_leaves_it_out():
-    proc = gpudoctor_cmd("check", "--no-smoke", "--only", "system.os", "--format", "json")
-    assert [r["id"] for r in json.loads(proc.stdout)["results"]] == ["system.os"]
-
-
 def test_the_recorded_cpu_run_is_judged_a_pass():
-    answer = cpu_answer()
-    assert answer["devices"][0]["fp32"]["max_rel_diff"] < 1e-6 and RECORDED["rc"] == 0
+    evidence = Evidence({"options": {"python": ["/tmp/torchvenv/bin/python"], "smoke": {"device": "cpu", "frameworks": ["torch"]}},
+                         "probes": {"/tmp/torchvenv/bin/python smoke torch cpu 30": copy.deepcopy(RECORDED)}})
+    result = judge(evidence, "smoke.torch")
+    assert result.status == Status.PASS and result.summary.startswith("PyTorch trained on 1 device(s)"), result.summary
 
 
 # -- judging GPU runs ---------------------------------------------------------------------------------
@@ -167,11 +165,14 @@ def test_a_smoke_test_that_trained_nothing_is_not_a_pass(tmp_path):
     assert nothing.returncode == 1 and "nothing was trained" in nothing.stderr and "point --python at your training" in nothing.stderr
 
 
-def test_a_smoke_test_without_a_gpu_says_to_use_the_cpu():
-    if Path("/proc/driver/nvidia/gpus").exists():
-        pytest.skip("this machine has a GPU: the default device trains")
-    no_gpu = gpudoctor_cmd("smoke")
-    assert no_gpu.returncode == 1 and "gpudoctor smoke --device cpu" in no_gpu.stderr
+def test_a_smoke_test_without_a_gpu_says_to_use_the_cpu(monkeypatch, capsys):
+    """`gpudoctor smoke` on this development machine as recorded (no /proc/driver/nvidia/gpus), through the real CLI."""
+    def recorded_machine(timeout, options):
+        return RecordedHost(Evidence({**this_machine().data, "options": options}), timeout)
+
+    monkeypatch.setattr("gpudoctor.host.LiveHost", recorded_machine)
+    assert cli.main(["smoke"]) == 1
+    assert "no GPU is visible here: gpudoctor smoke --device cpu runs the same test on the CPU" in capsys.readouterr().err
 
 
 def test_fixes_name_the_gpu_by_uuid_not_by_cuda_ordinal():
