@@ -254,13 +254,35 @@ def _session(ort, providers):
     return result
 
 
+def _ort_package():
+    """Which ONNX Runtime package this is: its build info where the wheel has one (not 1.19's CPU wheel, the last for
+    Python 3.9), else the one distribution of that name installed (two installed is python.duplicates' case)."""
+    try:
+        from onnxruntime.capi import build_and_package_info
+
+        return build_and_package_info.package_name
+    except ImportError:
+        from importlib import metadata
+
+        names = ("onnxruntime-gpu", "onnxruntime", "onnxruntime-directml", "onnxruntime-openvino")
+        found = [name for name in names if _installed(metadata, name)]
+        return found[0] if len(found) == 1 else None
+
+
+def _installed(metadata, name: str) -> bool:
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def probe_onnxruntime():
     start = time.perf_counter()
     import onnxruntime as ort
 
     facts = {"import_s": round(time.perf_counter() - start, 4), "version": ort.__version__, "file": ort.__file__}
-    _try(facts, "build", lambda: {"package": __import__("onnxruntime.capi.build_and_package_info").capi.build_and_package_info.package_name,
-                                  "cuda_version": getattr(ort, "cuda_version", "") or None})
+    _try(facts, "build", lambda: {"package": _ort_package(), "cuda_version": getattr(ort, "cuda_version", "") or None})
     _try(facts, "device", ort.get_device)
     _try(facts, "providers", ort.get_available_providers)
     facts["cpu_session"] = _session(ort, ["CPUExecutionProvider"])
