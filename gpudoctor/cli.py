@@ -113,7 +113,7 @@ def cli(ctx) -> None:
                    f"(the smoke test's training run has its own limit: {SMOKE_LIMIT}).")
 @click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write the result here (prometheus: written whole, through a temporary file and a rename).")
 @click.option("--anonymize", is_flag=True, help="Remove secrets and replace host and user names, IP and MAC addresses, "
                                                   "GPU serials and UUIDs in the output, as `report --anonymize` does.")
@@ -314,7 +314,7 @@ def _emit(run, code: int, fmt: str, verbose: bool, stream, source: dict | None =
 @click.option("--timeout", type=Seconds(min=1, max=110), default=110.0, show_default=True, metavar="S",
               help="Seconds each framework's training run may take in each interpreter before it is killed.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write the result here.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), help="Write the result here.")
 @click.option("-v", "--verbose", is_flag=True, help="Every figure the smoke test measured.")
 def smoke(device, frameworks, pythons, steps, timeout, fmt, output, verbose) -> None:
     """Only the training smoke test: train a tiny model, check its numbers, measure the speed."""
@@ -422,7 +422,7 @@ def _progress():
 @click.argument("a", metavar="A")
 @click.argument("b", metavar="B")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write the result here.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), help="Write the result here.")
 @click.option("-v", "--verbose", is_flag=True, help="List every differing fact.")
 def diff(a, b, fmt, output, verbose) -> None:
     """Compare two reports (archives, JSON or extracted folders): versions, facts and statuses that differ."""
@@ -467,7 +467,7 @@ def _write(text: str, stream, output: str | None) -> None:
 
 @cli.command("list")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True), help="Write the list here.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), help="Write the list here.")
 def list_checks(fmt, output) -> None:
     """List every check: id, area, title and the distribution it comes from."""
     import json
