@@ -400,8 +400,10 @@ def _check_writable(path: str) -> None:
     import tempfile
 
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise UsageProblem(f"cannot write {path}: {'a folder' if os.path.isdir(path) else 'its folder is missing or not writable'}")
+    if os.path.isdir(path) or not os.path.isdir(folder):
+        raise UsageProblem(f"cannot write {path}: {'a folder' if os.path.isdir(path) else 'its folder is missing'}")
+    if not os.access(folder, os.W_OK):  # root passes this test everywhere; the temporary file below then speaks
+        raise UsageProblem(f"cannot write {path}: its folder takes no new file (no write permission)")
     if os.path.exists(path) and not os.path.isfile(path):
         raise UsageProblem(f"cannot write {path}: not a regular file, and the archive would replace it")
     try:

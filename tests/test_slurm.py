@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -149,7 +150,8 @@ def test_a_failing_node_is_drained_with_its_reason_and_resumed_when_it_passes(cl
     proc = cluster.healthcheck(FAILING)
     assert proc.returncode == 0, proc.stderr
     reasons = [line.split("|")[0].rstrip() + "|" + line.split("|")[1] for line in cluster.run("sinfo", "-R", "-h", "-o", "%300E|%N").splitlines()]
-    assert f"gpudoctor: policy.gpu_count: 0 GPU(s) answer; the policy expects 64|{cluster.node}" in reasons, reasons
+    # as many GPUs as this machine answers with (none here; one where the suite runs on a GPU server or its simulation)
+    assert any(re.fullmatch(rf"gpudoctor: policy\.gpu_count: \d+ GPU\(s\) answer; the policy expects 64\|{cluster.node}", r) for r in reasons), reasons
     assert cluster.state()[0] in ("drained", "draining")
     latest = cluster.root / "reports" / f"{cluster.node}.json"
     kept = json.loads(latest.read_text())
@@ -173,7 +175,8 @@ def test_an_administrators_drain_is_never_resumed_nor_reworded(cluster):
 
 def test_a_long_reason_is_cut_to_fit_and_kept_whole_by_slurm(cluster):
     long_model = "NVIDIA " + "H" * 400
-    proc = cluster.healthcheck(f'[gpus]\ncount = 64\n[driver]\nversion = ">=1"\n[[python]]\npath = "/{long_model}"\nframeworks = {{ torch = "*" }}\n')
+    # two expectations no machine meets (64 GPUs, a driver >= 9999), so the reason has more than one failure on any machine
+    proc = cluster.healthcheck(f'[gpus]\ncount = 64\n[driver]\nversion = ">=9999"\n[[python]]\npath = "/{long_model}"\nframeworks = {{ torch = "*" }}\n')
     try:
         assert proc.returncode == 0, proc.stderr
         state, reason = cluster.state()
@@ -189,7 +192,7 @@ def test_the_prolog_drains_with_its_reason_and_slurm_requeues_the_job(cluster):
     job = cluster.run("sbatch", "--parsable", "--output", str(cluster.root / "slurm-%j.out"), "--wrap", "true").strip()
     try:
         _wait(lambda: cluster.state()[0] in ("drained", "draining"), "the prolog to drain the node")
-        assert cluster.state()[1] == "gpudoctor: policy.gpu_count: 0 GPU(s) answer; the policy expects 64"
+        assert re.fullmatch(r"gpudoctor: policy\.gpu_count: \d+ GPU\(s\) answer; the policy expects 64", cluster.state()[1])
         # requeued once the prolog exits 1, not run on the failing node
         queued = _wait(lambda: (lambda s: s if s.startswith("PENDING") else "")(cluster.run("squeue", "-h", "-j", job, "-o", "%T|%r", check=False).strip()),
                        "the job to be requeued")
