@@ -230,7 +230,7 @@ def pcie_link(gpus, platform):
     nothing to reseat, so its width is said, not warned about."""
     devices = answering(gpus)
     laptop = ((platform or {}).get("dmi") or {}).get("chassis_type") in LAPTOP_CHASSIS
-    slow, notes = [], []
+    slow, notes, idle_down, board_wired = [], [], False, False
     for d in devices:
         gen, gen_max, width, width_max = (d.get(k) for k in ("pcie_gen_cur", "pcie_gen_max", "pcie_width_cur", "pcie_width_max"))
         if None in (gen, gen_max, width, width_max):
@@ -238,27 +238,29 @@ def pcie_link(gpus, platform):
         idle = bool((d.get("throttle_reasons") or 0) & 0x1) or (d.get("performance_state") or 0) >= 8
         soldered = d.get("mobile") or laptop
         if width < width_max and soldered:
+            board_wired = True
             notes.append(f"{d['label']}: x{width} of x{width_max}: a {'mobile GPU' if d.get('mobile') else 'laptop'}'s link "
                          "width is fixed by its board, not a slot")
         if (width < width_max and not soldered) or (gen < gen_max and not idle):
             slow.append(f"{d['label']}: Gen{gen} x{width}, capable of Gen{gen_max} x{width_max}")
         elif gen < gen_max:
+            idle_down = True
             notes.append(f"{d['label']}: Gen{gen} while idle (max Gen{gen_max}); GPUs train the link down to save power")
-    if slow and all(d.get("mobile") or laptop for d in devices):
-        return warn(f"{len(slow)} GPU(s) run below their PCIe link speed under load: host-device copies are slower",
-                    fix="nvidia-smi --query-gpu=index,pcie.link.gen.current,pcie.link.width.current --format=csv -l 1   # under load\n"
-                        "# a laptop's GPU cannot be moved to another slot: run plugged in, with the performance power profile,\n"
-                        "# and check the firmware (BIOS) for a PCIe power-saving or link-speed setting",
-                    details=slow + notes)
     if slow:
+        watch = "nvidia-smi --query-gpu=index,pcie.link.gen.current,pcie.link.width.current --format=csv -l 1   # under load\n"
+        if all(d.get("mobile") or laptop for d in devices):
+            return warn(f"{len(slow)} GPU(s) run below their PCIe link speed under load: host-device copies are slower",
+                        fix=watch + "# a laptop's GPU cannot be moved to another slot: run plugged in, with the performance power profile,\n"
+                                    "# and check the firmware (BIOS) for a PCIe power-saving or link-speed setting",
+                        details=slow + notes)
         return warn(f"{len(slow)} GPU(s) run below their PCIe link capability: host-device copies are slower",
-                    fix="nvidia-smi --query-gpu=index,pcie.link.gen.current,pcie.link.width.current --format=csv -l 1   # under load\n"
-                        "# if it stays low: reseat the card or replace the riser, use an x16 slot, set the slot to Auto/GenN in the BIOS;\n"
-                        "# a link pinned low after a BIOS or setpci change (Hardware Autonomous Speed Disable) stays low until it is\n"
-                        "# retrained: clear the bit in the root port's Link Control 2 and retrain the link, or reboot",
+                    fix=watch + "# if it stays low: reseat the card or replace the riser, use an x16 slot, set the slot to Auto/GenN in the BIOS;\n"
+                                "# a link pinned low after a BIOS or setpci change (Hardware Autonomous Speed Disable) stays low until it is\n"
+                                "# retrained: clear the bit in the root port's Link Control 2 and retrain the link, or reboot",
                     details=slow + notes)
-    return ok("PCIe links at their maximum" + (" (idle ones trained down, as expected)" if any("idle" in n for n in notes) else "")
-              if not any("fixed by its board" in n for n in notes) else "PCIe links as wide as their boards are wired", notes)
+    if board_wired:
+        return ok("PCIe links as wide as their boards are wired", notes)
+    return ok("PCIe links at their maximum" + (" (idle ones trained down, as expected)" if idle_down else ""), notes)
 
 
 def _clock_causes(d: dict) -> list[tuple[str, str, str]]:

@@ -97,10 +97,7 @@ def answering_gpus(driver, nvml, nvidia_smi) -> list[dict]:
     """The GPUs to judge; skips the check, saying why, when there are none."""
     if no_driver(driver, nvml):
         raise Skip(NO_MODULE)
-    devices = [d for d in gpu_devices(nvml, nvidia_smi) if not d.get("error")]
-    if not devices:
-        raise Skip("no GPU answered NVML or nvidia-smi (see driver.nvidia_smi)")
-    return devices
+    return answering({"devices": gpu_devices(nvml, nvidia_smi)})
 
 
 @combiner("gpus", uses=("driver", "nvml", "nvidia_smi"))
