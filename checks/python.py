@@ -2,7 +2,8 @@
 
 Every fact about a framework comes from probes run inside the judged interpreter, never from
 gpudoctor's own process: the env probe (no framework imported), the torch probe, `pip check`.
-They run concurrently, each under the run's timeout.
+They run concurrently, each under the run's timeout. The interpreters that imported torch, JAX
+and TensorFlow stay up for the smoke test, which trains in them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from gpudoctor import fixes
 from gpudoctor.frameworks import (
     ALSO_NAMED,
+    SMOKED,
     choose_interpreters,
     cuda_major,
     distributions,
@@ -30,15 +32,9 @@ FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "cupy")
 def _judge_interpreter(host, chosen: dict) -> dict:
     path = chosen["path"]
     answers: dict = {}
-    jobs = {
-        "env": lambda: host.probe(path, "env"),
-        "torch": lambda: host.probe(path, "torch"),
-        "jax": lambda: host.probe(path, "jax"),
-        "tensorflow": lambda: host.probe(path, "tensorflow"),
-        "cupy": lambda: host.probe(path, "cupy"),
-        "onnxruntime": lambda: host.probe(path, "onnxruntime"),
-        "pip_check": lambda: host.run([path, "-m", "pip", "check"]).to_dict(),
-    }
+    jobs = {what: lambda what=what: host.probe(path, what, keep=what in SMOKED)  # the smoke test asks those next
+            for what in ("env", "torch", "jax", "tensorflow", "cupy", "onnxruntime")}
+    jobs["pip_check"] = lambda: host.run([path, "-m", "pip", "check"]).to_dict()
     threads = [threading.Thread(target=lambda k=k, f=f: answers.__setitem__(k, f()), daemon=True) for k, f in jobs.items()]
     for thread in threads:
         thread.start()
@@ -81,7 +77,8 @@ def interpreter(python_envs):
         failure = i["env"]
         why = {"crashed": f"crashed ({failure.get('signal')})", "hung": "hung", "garbage": "answered garbage",
                "not run": f"could not be run ({failure.get('message')})"}.get(failure["failure"], failure["failure"])
-        return fail(f"{i['path']} ({i['why']}) {why} when probed", details=failure.get("stderr_tail") or [],
+        limit = f" ({failure['message']})" if failure["failure"] == "hung" else ""
+        return fail(f"{i['path']} ({i['why']}) {why} when probed{limit}", details=failure.get("stderr_tail") or [],
                     fix=f"{i['path']} -X faulthandler -c 'import sys; print(sys.version)'   # does it start at all?\n"
                         "# a crash here is the interpreter's or a sitecustomize's: reinstall the environment")
     lines = [f"{i['env']['python']['version']} at {i['path']}: {i['why']}" + _kind(i["env"]["python"]) for i in judged]
@@ -192,6 +189,9 @@ def _pip_check(interpreter: dict) -> dict:
     env = interpreter["env"]
     result = interpreter.get("pip_check") or {}
     if env["python"].get("pip") is not False and "No module named pip" not in result.get("stderr", ""):
+        if result.get("rc") == 1 and env.get("requirements"):  # pip names a missing package without the version asked for
+            specs = [spec for _, spec in broken_requirements(env["requirements"], env.get("markers") or {})]
+            return {**result, "specs": list(dict.fromkeys(specs))} if specs else result
         return result
     if "requirements" not in env:
         raise Skip(f"pip is not installed in {interpreter['path']}, so `pip check` cannot run")

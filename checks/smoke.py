@@ -3,16 +3,18 @@
 The collector runs the training smoke test (gpudoctor/probes/smoke_probe.py) in each judged
 interpreter for PyTorch (fullest: memory, speed, NCCL), JAX and TensorFlow, on every visible
 GPU, or on the CPU with `gpudoctor smoke --device cpu`. It runs only where an NVIDIA driver
-shows GPUs: elsewhere the area skips without starting Python.
+shows GPUs: elsewhere the area skips without starting Python. Each framework trains in the
+interpreter process its facts probe imported it in (gpudoctor/probeworker.py).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
 
 from gpudoctor import kb
-from gpudoctor.frameworks import choose_interpreters, state
+from gpudoctor.frameworks import SMOKED, choose_interpreters, state
 from gpudoctor.gpus import bus_id
 from gpudoctor.host import PROBE_SCRIPT, NotRecorded
 from gpudoctor.plugin import Skip, check, collector, fail, ok, warn
@@ -21,16 +23,16 @@ from gpudoctor.speed import reference
 FP32_TOLERANCE = 1e-3  # float32 (TF32 off) against a float64 CPU run: rounding is ~1e-6, a wrong number is not
 SLOW = kb.load("speed")["warn_below"]  # a rate below this share of the model's reference warns (after a second measurement)
 PROBE_TIMEOUT_S = 110
-# One after another: each may take most of a GPU's memory. A framework that is not installed costs
-# one interpreter start (~50 ms).
-FRAMEWORKS = ["torch", "jax", "tensorflow"]
 
 
 @collector("smoke", timeout=PROBE_TIMEOUT_S + 10)
 def collect_smoke(host):
+    """Each framework trains in the interpreter its facts probe imported it in, one framework at a time (each may
+    take most of a GPU's memory), in the order their imports finish: one framework's import overlaps another's
+    training. A framework that is not installed costs one interpreter start (~50 ms)."""
     options = host.options.get("smoke") or {}
     device, steps = options.get("device", "cuda"), int(options.get("steps", 30))
-    frameworks = options.get("frameworks") or FRAMEWORKS
+    frameworks = options.get("frameworks") or list(SMOKED)
     if device == "cuda":
         try:
             gpus = host.listdir("/proc/driver/nvidia/gpus")
@@ -38,11 +40,21 @@ def collect_smoke(host):
             gpus = None
         if not gpus:
             return {"skipped": "no NVIDIA GPU is visible (no /proc/driver/nvidia/gpus); see driver.loaded"}
-    runs = []
-    for chosen in choose_interpreters(host):
-        for framework in frameworks:
-            answer = host.probe(chosen["path"], f"smoke {framework} {device} {steps}", timeout=options.get("timeout", PROBE_TIMEOUT_S))
-            runs.append({"python": chosen["path"], "framework": framework, "answer": answer})
+    runs = [{"python": chosen["path"], "framework": framework, "answer": {"failure": "not run", "message": "the run ended first"}}
+            for chosen in choose_interpreters(host) for framework in frameworks]
+    one_at_a_time = threading.Lock()
+
+    def train(run: dict) -> None:
+        host.probe(run["python"], run["framework"], keep=True)  # the facts probe's import, shared with python_envs
+        with one_at_a_time:
+            run["answer"] = host.probe(run["python"], f"smoke {run['framework']} {device} {steps}",
+                                       timeout=options.get("timeout", PROBE_TIMEOUT_S))
+
+    threads = [threading.Thread(target=train, args=(run,), daemon=True, name=f"smoke-{run['framework']}") for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return {"device": device, "steps": steps, "runs": runs}
 
 

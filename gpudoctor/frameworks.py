@@ -14,6 +14,8 @@ import re
 from gpudoctor import compat
 from gpudoctor.plugin import Skip
 
+# The frameworks the smoke test trains with, one after another; their facts probe keeps its interpreter for it.
+SMOKED = ("torch", "jax", "tensorflow")
 BROKEN = ("import_error", "crashed", "hung", "garbage", "not run")
 ALSO_NAMED = {"tensorflow": ("tensorflow-gpu", "tensorflow-cpu", "tf-nightly"), "cupy": ("cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x"),
               "onnxruntime": ("onnxruntime-gpu",)}

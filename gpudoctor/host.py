@@ -108,6 +108,9 @@ class LiveHost:
         self._lock = threading.Condition()
         self._closed = False
         self._spawning = 0
+        self._workers: dict = {}  # (python, framework) -> ProbeWorker kept for its next question
+        self._turns: dict = {}  # (python, framework) -> the lock that makes its questions take turns
+        self._answered: dict = {}  # (python, question) -> its answer: each question is asked once per run
 
     # -- commands -------------------------------------------------------------------
     def run(self, argv: list[str] | tuple[str, ...], timeout: float | None = None) -> CommandResult:
@@ -119,16 +122,9 @@ class LiveHost:
     def _execute(self, argv: tuple[str, ...], timeout: float | None) -> CommandResult:
         limit = self.timeout if timeout is None else timeout
         start = time.monotonic()
-        try:
-            proc = self._spawn(argv)
-        except FileNotFoundError:
-            return CommandResult(argv, None, error=NOT_FOUND)
-        except PermissionError:  # also execvp's answer for a command on no PATH folder when one could not be searched
-            return CommandResult(argv, None, error=DENIED if _on_path(argv[0]) else NOT_FOUND)
-        except OSError as exc:
-            return CommandResult(argv, None, error=str(exc))
-        if proc is None:
-            return CommandResult(argv, None, error=INTERRUPTED)
+        proc = self._start(argv)
+        if isinstance(proc, str):
+            return CommandResult(argv, None, error=proc)
         try:
             out, err = proc.communicate(timeout=limit)
             error = None
@@ -146,7 +142,19 @@ class LiveHost:
             round(time.monotonic() - start, 4), error, truncated,
         )
 
-    def _spawn(self, argv: tuple[str, ...]) -> subprocess.Popen | None:
+    def _start(self, argv: tuple[str, ...], stdin=subprocess.DEVNULL) -> subprocess.Popen | str:
+        """The started process, or why it could not start (as CommandResult.error says it)."""
+        try:
+            proc = self._spawn(argv, stdin)
+        except FileNotFoundError:
+            return NOT_FOUND
+        except PermissionError:  # also execvp's answer for a command on no PATH folder when one could not be searched
+            return DENIED if _on_path(argv[0]) else NOT_FOUND
+        except OSError as exc:
+            return str(exc)
+        return INTERRUPTED if proc is None else proc
+
+    def _spawn(self, argv: tuple[str, ...], stdin=subprocess.DEVNULL) -> subprocess.Popen | None:
         """Start argv in its own session, registered for killing; None once the host is closed."""
         with self._lock:
             if self._closed:
@@ -154,7 +162,7 @@ class LiveHost:
             self._spawning += 1
         proc = None
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     env=dict(os.environ, LC_ALL="C", LANG="C"), start_new_session=True)
         finally:
             with self._lock:
@@ -181,6 +189,13 @@ class LiveHost:
             self._closed = True
             self._lock.wait_for(lambda: self._spawning == 0, timeout=2.0)
         self.kill_children()
+        with self._lock:
+            kept = list(self._workers.values())
+        for worker in kept:  # kept for a question that never came: reaped, not left as zombies
+            try:
+                worker.proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                pass
 
     # -- files ----------------------------------------------------------------------
     def read(self, path: str, limit: int = FILE_CAP) -> FileRead:
@@ -282,11 +297,50 @@ class LiveHost:
         return path
 
     # -- probes in other interpreters -------------------------------------------------
-    def probe(self, python: str, what: str, timeout: float | None = None) -> dict:
-        """Run gpudoctor's probe (`env`, `torch`, `smoke torch cuda 30`) inside `python`; its facts, or why there are none."""
-        result = self._execute((python, PROBE_SCRIPT, *what.split()), timeout)
-        self.evidence.record("probes", f"{python} {what}", result.to_dict())
-        return probe_answer(result)
+    def probe(self, python: str, what: str, timeout: float | None = None, keep: bool = False) -> dict:
+        """Ask gpudoctor's probe (`env`, `torch`, `smoke torch cuda 30`) inside `python`; its facts, or why there are none.
+
+        Questions about one framework in one interpreter go to one worker process, one at a time, and each is
+        answered once per run. `keep` leaves the worker running for the next question (the smoke test after the
+        facts): the framework is imported once. Otherwise it ends after answering, and frees what it held."""
+        words = tuple(what.split())
+        key = (python, words[1] if words[0] == "smoke" and len(words) > 1 else words[0])
+        with self._lock:
+            turn = self._turns.setdefault(key, threading.Lock())
+        with turn:
+            if (python, what) in self._answered:
+                return self._answered[(python, what)]
+            with self._lock:
+                worker = self._workers.pop(key, None)
+            if worker is not None and not worker.alive:  # killed since (an abandoned run): never blame it on the probe
+                self._end_worker(worker)
+                worker = None
+            worker = worker or self._start_worker(python)
+            if isinstance(worker, str):  # it could not be started
+                result = CommandResult((python, PROBE_SCRIPT, *words), None, error=worker)
+            else:
+                result = worker.ask(words, self.timeout if timeout is None else timeout)
+                if keep and worker.alive:
+                    with self._lock:
+                        self._workers[key] = worker
+                else:
+                    self._end_worker(worker)
+            self.evidence.record("probes", f"{python} {what}", result.to_dict())
+            self._answered[(python, what)] = answer = probe_answer(result)
+            return answer
+
+    def _start_worker(self, python: str):
+        """A probe worker in `python`, or why none could start."""
+        from gpudoctor.probeworker import ProbeWorker
+
+        argv = (python, PROBE_SCRIPT, "--serve")
+        proc = self._start(argv, stdin=subprocess.PIPE)
+        return proc if isinstance(proc, str) else ProbeWorker(proc, argv)
+
+    def _end_worker(self, worker) -> None:
+        worker.close()
+        with self._lock:
+            self._children.discard(worker.proc)
 
     # -- NVML -------------------------------------------------------------------------
     def nvml(self, timeout: float | None = None) -> dict:
@@ -316,7 +370,8 @@ def probe_answer(result: CommandResult) -> dict:
     tail = result.stderr.strip().splitlines()[-15:]
     if result.error:
         kind = {TIMED_OUT: "hung", NOT_RECORDED: "not recorded"}.get(result.error, "not run")
-        return {"failure": kind, "message": result.error, "duration_s": result.duration_s, "stderr_tail": tail}
+        message = f"timed out at its {round(result.duration_s, 1):g} s limit" if result.error == TIMED_OUT else result.error
+        return {"failure": kind, "message": message, "duration_s": result.duration_s, "stderr_tail": tail}
     if result.rc is not None and result.rc < 0:
         try:
             name = signal.Signals(-result.rc).name
@@ -447,7 +502,7 @@ class RecordedHost:
     def realpath(self, path: str) -> str:
         return self._lookup("realpaths", path)
 
-    def probe(self, python: str, what: str, timeout: float | None = None) -> dict:
+    def probe(self, python: str, what: str, timeout: float | None = None, keep: bool = False) -> dict:
         data = self.evidence.get("probes", f"{python} {what}")
         if data is not None and "answer" in data:  # a capture that recorded the answer, not the run
             tail = (data.get("stderr") or "").strip().splitlines()[-15:]

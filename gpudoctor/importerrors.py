@@ -76,7 +76,8 @@ def diagnose(probe: str, interpreter: dict, answer: dict, context: Context) -> V
     if kind == "hung":
         return fail(f"`import {probe}` in {python} did not finish ({answer.get('message')})", details=lines,
                     fix=f"{python} -X importtime -c 'import {probe}' 2>&1 | tail -20   # the module it stalls in\n"
-                        "# a hung import is usually a network file system, a lock, or a GPU that does not answer (see gpu.visible)")
+                        "# a hung import is usually a network file system, a lock, or a GPU that does not answer (see gpu.visible);\n"
+                        "# one that is only slow (a cold file cache) passes with a longer limit: gpudoctor check --timeout 60")
     if kind in ("garbage", "not run"):
         return fail(f"the {probe} probe in {python} gave no answer: {answer.get('message')}", details=lines,
                     fix=f"{python} -c 'import {probe}'   # run the import by hand and read its error")

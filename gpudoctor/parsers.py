@@ -315,15 +315,16 @@ def parse_p2p_matrix(text: str) -> dict[str, dict[str, str]]:
 
 
 _PIP_MISSING = re.compile(r"^\S+ \S+ requires ([A-Za-z0-9_.\-\[\]]+), which is not installed")
-_PIP_CONFLICT = re.compile(r"^\S+ \S+ has requirement ([^,]+), but you have ")
+_PIP_CONFLICT = re.compile(r"^\S+ \S+ has requirement (.+?), but you have ")  # a specifier may hold commas: <4,>=2.5
 
 
 def parse_pip_check(text: str) -> list[str]:
     """The requirement specs `pip check` says are unmet, ready for `pip install`.
 
     >>> parse_pip_check("torchvision 0.20.0 has requirement torch==2.5.0, but you have torch 2.13.0+cpu.\\n"
+    ...                 "requests 2.32.3 has requirement idna<4,>=2.5, but you have idna 2.0.\\n"
     ...                 "accelerate 1.2.0 requires psutil, which is not installed.")
-    ['torch==2.5.0', 'psutil']
+    ['torch==2.5.0', 'idna<4,>=2.5', 'psutil']
     """
     specs = []
     for line in text.splitlines():

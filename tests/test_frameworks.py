@@ -87,7 +87,7 @@ def test_a_broken_interpreter_is_a_finding_named_with_its_signal(tmp_path, body,
 def test_a_hanging_interpreter_costs_only_the_timeout(tmp_path):
     python = fake_python(tmp_path, "exec sleep 60")
     proc, document = check_json("--python", python, "--only", "python.interpreter", "--timeout", "1")
-    assert "hung" in by_id(document)["python.interpreter"]["summary"]
+    assert "hung when probed (timed out at its 1 s limit)" in by_id(document)["python.interpreter"]["summary"]
 
 
 def test_a_missing_interpreter_is_a_usage_error(tmp_path):

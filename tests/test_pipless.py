@@ -1,7 +1,8 @@
-"""Environments without pip: a real `uv venv`, and any interpreter made without pip.
+"""Environments without pip: a real `uv venv`, and any interpreter made without pip; and what pip check leaves out.
 
 `pip check` cannot run there; python.pip_check reads the same answer from importlib.metadata (the env probe)
-and says it in pip check's words (pip's own formats: src/pip/_internal/commands/check.py).
+and says it in pip check's words (pip's own formats: src/pip/_internal/commands/check.py). Where pip runs, it
+names a missing package without the version its dependant asks for; the fix takes that from the metadata.
 """
 
 from __future__ import annotations
@@ -47,6 +48,24 @@ def test_a_uv_venv_has_no_pip_and_its_broken_requirements_are_still_found(uv_ven
     assert "requests 2.32.3 has requirement idna<4,>=2.5, but you have idna 2.0." in result["details"]
     assert "requests 2.32.3 requires urllib3, which is not installed." in result["details"]
     assert result["fix"].startswith(f"uv pip install --python {uv_venv}/bin/python 'charset-normalizer<4,>=2' 'idna<4,>=2.5'")
+
+
+def test_with_pip_the_fix_asks_for_the_versions_pip_check_leaves_out(tmp_path):
+    """requests without its dependencies and with an idna older than it allows, installed by pip in a real venv.
+    pip check says "requests 2.32.3 requires urllib3, which is not installed.": installing the newest urllib3 could
+    break requests again, so the fix asks for what requests declares (and keeps the comma of `idna<4,>=2.5`)."""
+    env = tmp_path / "pipvenv"
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=120)
+    installed = subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "requests==2.32.3", "idna==2.0"],
+                               capture_output=True, text=True, timeout=300)
+    if installed.returncode:
+        pytest.skip(f"pip could not install from the package index here: {installed.stderr.strip()[-200:]}")
+    result = check(env / "bin" / "python")
+    assert result["status"] == "warn" and result["summary"].startswith("`pip check` finds 4 broken requirement(s)")
+    assert "requests 2.32.3 requires urllib3, which is not installed." in result["details"]  # pip's own words
+    assert "requests 2.32.3 has requirement idna<4,>=2.5, but you have idna 2.0." in result["details"]
+    assert result["fix"].startswith(f"{env}/bin/python -m pip install 'charset-normalizer<4,>=2' 'idna<4,>=2.5' "
+                                    "'urllib3<3,>=1.21.1' 'certifi>=2017.4.17'   # what the broken packages ask for")
 
 
 def test_a_sound_uv_venv_passes(uv_venv):

@@ -83,7 +83,8 @@ def test_smoke_trains_on_the_cpu_for_real():
     assert device["mixed"]["value"][-1] < 0.9 * device["mixed"]["value"][0]
     assert device["fp32"]["max_rel_diff"] < 1e-3 and len(device["fp32"]["reference"]) == len(device["fp32"]["value"])
     assert device["matmul_tflops_bfloat16"]["value"] > 0 and device["copy_gbps"]["value"] > 0
-    assert run["answer"]["import_s"] > 0 and run["answer"]["smoke_s"] > 0 and device["mixed"]["s"] > 0
+    assert run["answer"]["smoke_s"] > 0 and device["mixed"]["s"] > 0
+    assert run["answer"]["import_s"] < 0.05  # torch was already imported: by the facts probe, in the same interpreter
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed in this interpreter")
@@ -215,7 +216,7 @@ def test_a_crashing_smoke_test_fails_with_a_rerun_command():
 def test_a_hung_smoke_test_fails():
     hung = {"argv": [H200_PYTHON], "rc": None, "stdout": "", "stderr": "", "duration_s": 110.0, "error": "timed out", "truncated": False}
     result = judge(h200_with(failure=hung), "smoke.torch")
-    assert result.status == Status.FAIL and "timed out" in result.summary
+    assert result.status == Status.FAIL and result.summary.endswith("smoke test in /opt/torch/.venv/bin/python timed out at its 110 s limit")
 
 
 def test_torch_without_cuda_skips_to_the_torch_checks():

@@ -4,7 +4,9 @@ WHAT is `env` (no framework imported: interpreter, site, distributions), `torch`
 `tensorflow`, `cupy`, `onnxruntime`, or `smoke FRAMEWORK DEVICE STEPS` (smoke_probe.py, beside this file).
 Standard library and the framework only, Python 3.8+. Before anything is imported, file
 descriptor 1 is moved onto stderr, so whatever the framework prints (from Python or from
-C) cannot corrupt the answer: one line on the real stdout, MARK followed by JSON. Each fact
+C) cannot corrupt the answer: one line on the real stdout, MARK followed by JSON. With `--serve`
+it answers one WHAT a line from stdin until its end, so the smoke test runs in the process that
+imported the framework for its facts (gpudoctor/probeworker.py). Each fact
 is {"value": ...} or {"error": ...} with the seconds it took, so one failing call never
 hides the others (the shape of the H200 capture's probes/torch-facts.json).
 """
@@ -16,6 +18,7 @@ import time
 import warnings
 
 MARK = "GPUDOCTOR-PROBE "
+END_MARK = b"GPUDOCTOR-PROBE-END"  # on stderr after each answer of --serve
 INTERESTING = {"torch", "tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tf-nightly", "jax", "jaxlib", "cupy", "pytorch-triton", "triton"}
 # what `torch.utils.collect_env` lists as relevant libraries (its PIP/COMMON/NVIDIA patterns, matched as substrings)
 RELEVANT = ("torch", "numpy", "triton", "optree", "onnx", "mypy", "flake8", "cudnn", "cublas", "cufft", "curand", "cusolver",
@@ -101,12 +104,13 @@ def probe_env():
         "distributions": sorted(dists, key=lambda d: (d["name"], d["location"])),
         "modules": modules,
         "LD_LIBRARY_PATH": os.environ.get("LD_LIBRARY_PATH"),
-        **({} if has_pip else {"requirements": _requirements(metadata), "markers": _markers()}),
+        "requirements": _requirements(metadata), "markers": _markers(),
     }
 
 
 def _requirements(metadata):
-    """Every distribution's version and declared requirements, for `pip check`'s judgement where pip is missing (uv venvs)."""
+    """Every distribution's version and declared requirements: `pip check`'s judgement where pip is missing (uv venvs),
+    and the version a missing requirement asks for, which pip check leaves out ("X requires Y, which is not installed")."""
     found = {}
     for dist in metadata.distributions():
         name = (dist.metadata["Name"] or "").lower().replace("_", "-").replace(".", "-")
@@ -174,6 +178,9 @@ def _try(facts, key, func):
 
 
 def probe_jax():
+    # JAX takes 75 % of every GPU's memory when its backend starts; this process may stay up for the smoke test
+    # while other frameworks train, so it takes memory as it needs it (the smoke test's own setting, see smoke_jax)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     start = time.perf_counter()
     import jax
 
@@ -315,21 +322,54 @@ def failure(exc, what):
     return {"failed": message[:2000], "exception": type(exc).__name__, "traceback_tail": lines[-12:]}
 
 
-def main():
-    answer_fd = os.dup(1)
-    os.dup2(2, 1)  # from here on, anything printed to stdout (Python or C) lands on stderr
-    sys.stdout = sys.stderr
-    what = sys.argv[1] if len(sys.argv) > 1 else "env"
+def answer(words):
+    """The facts for one question (`torch`, `smoke torch cuda 30`), or why there are none."""
+    what = words[0] if words else "env"
     try:
         if what == "smoke":  # the training smoke test: smoke FRAMEWORK DEVICE STEPS
             from smoke_probe import run
 
-            facts = run(sys.argv[2:])
-        else:
-            facts = PROBES[what]()
+            return run(words[1:])
+        return PROBES[what]()
     except BaseException as exc:  # ImportError, a framework's own SystemExit: report, never traceback
-        facts = failure(exc, sys.argv[2] if what == "smoke" and len(sys.argv) > 2 else what)
-    os.write(answer_fd, (MARK + json.dumps(facts, default=str) + "\n").encode())
+        return failure(exc, words[1] if what == "smoke" and len(words) > 1 else what)
+
+
+def serve(answer_fd):
+    """Answer questions read one a line from stdin until its end, each followed by END_MARK on stderr.
+
+    The interpreter stays up between questions, so the smoke test finds the framework the facts probe imported.
+    Standard input is moved off fd 0 first: no framework or child process reads the questions."""
+    questions = os.fdopen(os.dup(0), "r")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    for line in questions:
+        words = line.split()
+        if words:
+            os.write(answer_fd, (MARK + json.dumps(answer(words), default=str) + "\n").encode())
+            _flush_c_stdio()
+            sys.stderr.flush()
+            os.write(2, b"\n" + END_MARK + b"\n")
+
+
+def _flush_c_stdio():
+    """What C code printed (through stdio's buffer, onto fd 2) belongs to the answer just given."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except Exception:
+        pass
+
+
+def main():
+    answer_fd = os.dup(1)
+    os.dup2(2, 1)  # from here on, anything printed to stdout (Python or C) lands on stderr
+    sys.stdout = sys.stderr
+    if sys.argv[1:] == ["--serve"]:
+        serve(answer_fd)
+    else:
+        os.write(answer_fd, (MARK + json.dumps(answer(sys.argv[1:]), default=str) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,227 @@
+"""One interpreter per judged Python and framework: the facts probe and the smoke test share it (issue 10, section 3).
+
+Real interpreters and real processes. Where a framework must print, hang or crash on cue, a stand-in package of
+that name sits first on PYTHONPATH, in the place of the real one: the failure shapes are those of real incidents
+(an import that stalls on a network file system, a SIGSEGV in a CUDA library), the plumbing under test is ours.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from gpudoctor.evidence import Evidence
+from gpudoctor.host import PROBE_MARK, LiveHost, RecordedHost
+from gpudoctor.loader import load_plugins
+from gpudoctor.probeworker import END_MARK
+from gpudoctor.runner import Selection, run_checks
+
+PY = sys.executable
+
+
+def recorded(host: LiveHost, question: str) -> dict:
+    return host.evidence.get("probes", f"{PY} {question}")
+
+
+def answer_of(record: dict) -> dict:
+    return json.loads(record["stdout"][len(PROBE_MARK):])
+
+
+def own_probes() -> list[psutil.Process]:
+    """Probe interpreters still running below this process."""
+    return [p for p in psutil.Process().children(recursive=True)
+            if any("framework_probe.py" in part for part in _cmdline(p))]
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch):
+    """Write a stand-in package `name` (files relative to it) first on the probes' PYTHONPATH."""
+    def write(name: str, files: dict[str, str]) -> None:
+        for relative, body in files.items():
+            path = tmp_path / name / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(body))
+        monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    return write
+
+
+JAX = """
+    __version__ = "0.0.stand-in"
+    def default_backend(): return "cpu"
+    def devices(*args): return ["cpu:0"]
+"""
+
+
+def facts_then_smoke() -> tuple[LiveHost, dict, dict]:
+    """JAX's facts probe, then its smoke test in the same interpreter, as python_envs and the smoke collector ask them."""
+    host = LiveHost()
+    try:
+        return host, host.probe(PY, "jax", keep=True), host.probe(PY, "smoke jax cpu 3")
+    finally:
+        host.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed here (CI installs torch==2.13.0)")
+def test_the_smoke_test_trains_in_the_interpreter_that_imported_torch_for_its_facts():
+    host = LiveHost(options={"python": [PY], "smoke": {"device": "cpu", "steps": 5, "frameworks": ["torch"]}})
+    try:
+        results, facts, _ = run_checks(load_plugins(external=False), host, Selection(only=frozenset({"python", "torch", "smoke"})))
+    finally:
+        host.close()
+    facts_record, smoke_record = recorded(host, "torch"), recorded(host, "smoke torch cpu 5")
+    assert facts_record["rc"] == 0 and smoke_record["rc"] == 0
+    assert answer_of(facts_record)["import_s"] > 0.2  # the one real import of torch in this run
+    assert answer_of(smoke_record)["import_s"] < 0.05  # the smoke test found it imported: same process
+    assert smoke_record["argv"] == [PY, host_script(), "smoke", "torch", "cpu", "5"]  # the command that reruns it alone
+    statuses = {r.id: r.status for r in results}
+    assert statuses["smoke.torch"].value == "pass"
+    # each answer sits under its own key, so the evidence replays to the same verdicts
+    replayed, _, _ = run_checks(load_plugins(external=False), RecordedHost(Evidence(host.evidence.to_dict())),
+                                Selection(only=frozenset({"python", "torch", "smoke"})))
+    assert {r.id: r.status for r in replayed} == statuses
+    assert not own_probes()
+
+
+def host_script() -> str:
+    from gpudoctor.host import PROBE_SCRIPT
+
+    return PROBE_SCRIPT
+
+
+def test_each_answer_keeps_the_stderr_written_while_it_was_asked(stand_in):
+    stand_in("jax", {"__init__.py": """
+        import os, sys
+        __version__ = "0.0.stand-in"
+        print("printed to stdout while importing", flush=True)   # moved onto stderr: never into the answer
+        os.write(1, b"written by C to fd 1\\n")
+        sys.stderr.write("a warning while importing\\n")
+        def default_backend(): return "cpu"
+        def devices(*args): return ["cpu:0"]
+    """, "numpy.py": """
+        import sys
+        sys.stderr.write("a warning from the smoke test\\n")
+        raise ImportError("this jax has no numpy module")
+    """})
+    host, facts, smoke = facts_then_smoke()
+    assert facts["jax"] == "0.0.stand-in" and facts["devices"] == ["cpu:0"]
+    first, second = recorded(host, "jax"), recorded(host, "smoke jax cpu 3")
+    assert first["stdout"].count("\n") == 1 and first["stdout"].startswith(PROBE_MARK)
+    assert first["stderr"].splitlines() == ["printed to stdout while importing", "written by C to fd 1", "a warning while importing"]
+    assert "no numpy module" in smoke["failed"] and second["stderr"].splitlines() == ["a warning from the smoke test"]
+    assert END_MARK.decode() not in first["stderr"] + second["stderr"]
+
+
+def test_a_question_that_hangs_is_named_with_its_limit_and_the_next_one_starts_afresh(stand_in):
+    stand_in("jax", {"__init__.py": JAX, "numpy.py": """
+        import time
+        time.sleep(60)   # an import stalled on a network file system
+    """})
+    host = LiveHost()
+    try:
+        host.probe(PY, "jax", keep=True)
+        worker = host._workers[(PY, "jax")]
+        hung = host.probe(PY, "smoke jax cpu 3", timeout=1.5)
+        assert hung["failure"] == "hung" and hung["message"] == "timed out at its 1.5 s limit"
+        assert not psutil.pid_exists(worker.proc.pid) or psutil.Process(worker.proc.pid).status() == psutil.STATUS_ZOMBIE
+        again = host.probe(PY, "smoke jax cpu 4", timeout=1.5)  # a new question, a new interpreter: it hangs there too
+        assert again["failure"] == "hung"
+    finally:
+        host.close()
+    assert not own_probes()
+
+
+def test_a_crash_in_a_later_question_leaves_the_earlier_answer_standing(stand_in):
+    stand_in("jax", {"__init__.py": JAX, "numpy.py": """
+        import os, signal, sys
+        sys.stderr.write("Fatal Python error: Segmentation fault\\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGSEGV)
+    """})
+    host, facts, crash = facts_then_smoke()
+    assert facts["jax"] == "0.0.stand-in" and recorded(host, "jax")["rc"] == 0
+    assert crash["failure"] == "crashed" and crash["signal"] == "SIGSEGV"
+    assert crash["stderr_tail"] == ["Fatal Python error: Segmentation fault"]
+    assert recorded(host, "smoke jax cpu 3")["rc"] == -11
+
+
+def test_each_question_is_asked_once_and_a_kept_interpreter_ends_with_the_run(stand_in):
+    stand_in("jax", {"__init__.py": """
+        import os
+        __version__ = str(os.getpid())
+        def default_backend(): return "cpu"
+        def devices(*args): return ["cpu:0"]
+    """})
+    host = LiveHost()
+    first = host.probe(PY, "jax", keep=True)
+    assert host.probe(PY, "jax", keep=True) is first  # python_envs and the smoke test ask it: one answer
+    pid = int(first["jax"])
+    assert psutil.pid_exists(pid)  # kept for the smoke test
+    host.close()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_an_interpreter_that_cannot_start_is_said_per_question(tmp_path):
+    host = LiveHost()
+    answer = host.probe(str(tmp_path / "no-python"), "torch", keep=True)
+    host.close()
+    assert answer["failure"] == "not run" and answer["message"] == "command not found"
+    assert host.evidence.get("probes", f"{tmp_path / 'no-python'} torch")["argv"][-1] == "torch"
+
+
+def test_the_probe_answers_one_question_a_line_and_marks_each_end(tmp_path):
+    """The worker's side of the protocol, driven by hand as gpudoctor drives it."""
+    import subprocess
+
+    script = host_script()
+    proc = subprocess.run([PY, script, "--serve"], input="cupy\n\nenv\n", capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == 2 and all(line.startswith(PROBE_MARK) for line in lines)
+    assert json.loads(lines[0][len(PROBE_MARK):])["absent"] is True
+    assert "python" in json.loads(lines[1][len(PROBE_MARK):])
+    assert proc.stderr.count(END_MARK.decode()) == 2
+
+
+def test_frameworks_train_one_at_a_time_in_the_order_their_imports_finish(stand_in, tmp_path):
+    """A slow import (torch: 4.6 s on the H200) overlaps another framework's training, never another training."""
+    log = tmp_path / "times.log"
+    stand_in("torch", {"__init__.py": f"""
+        import time
+        time.sleep(1.5)
+        __version__ = "0.0.stand-in"
+        def __getattr__(name):
+            if name == "backends":   # the smoke test's first use of torch (allow_tf32); the facts probe asks only what exists
+                open({str(log)!r}, "a").write(f"torch-smoke-start {{time.time()}}\\n")
+            raise AttributeError(name)
+        open({str(log)!r}, "a").write(f"torch-imported {{time.time()}}\\n")
+    """})
+    stand_in("jax", {"__init__.py": JAX, "numpy.py": f"""
+        import time
+        open({str(log)!r}, "a").write(f"jax-smoke-start {{time.time()}}\\n")
+        time.sleep(1.0)
+        open({str(log)!r}, "a").write(f"jax-smoke-end {{time.time()}}\\n")
+        raise ImportError("a stand-in")
+    """})
+    host = LiveHost(options={"python": [PY], "smoke": {"device": "cpu", "steps": 5, "frameworks": ["torch", "jax"]}})
+    try:
+        _, facts, _ = run_checks(load_plugins(external=False), host, Selection(only=frozenset({"smoke"})))
+    finally:
+        host.close()
+    times = {line.split()[0]: float(line.split()[1]) for line in log.read_text().splitlines()}
+    assert times["jax-smoke-start"] < times["torch-imported"]  # JAX trained while torch was still importing
+    assert times["torch-smoke-start"] >= times["jax-smoke-end"]  # and torch waited for it to finish
+    assert [run["framework"] for run in facts["smoke"]["runs"]] == ["torch", "jax"]  # reported in the usual order
+    assert "backends" in facts["smoke"]["runs"][0]["answer"]["failed"] and "stand-in" in facts["smoke"]["runs"][1]["answer"]["failed"]
