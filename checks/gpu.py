@@ -11,14 +11,13 @@ from gpudoctor.context import (
     request_gpus,
     wsl,
 )
-from gpudoctor.gpus import NO_MODULE, answering, bus_id, no_driver
+from gpudoctor.gpus import COMPUTE_MODES, NO_MODULE, answering, bus_id, no_driver
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import parse_p2p_matrix
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
 
 GIB = 1 << 30
 NVIDIA_VENDOR = "0x10de"
-COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}
 
 
 @collector("pci")

@@ -22,6 +22,7 @@ from gpudoctor.frameworks import (
     distributions,
     interpreters,
 )
+from gpudoctor.host import why_no_answer
 from gpudoctor.parsers import parse_pip_check
 from gpudoctor.requirements import broken_requirements
 from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
@@ -159,7 +160,8 @@ def pip_check(python_envs, os):
     for i in interpreters(python_envs):
         result = _pip_check(i)
         if result.get("error") or result.get("rc") not in (0, 1):
-            raise Skip(f"`pip check` did not run in {i['path']} ({result.get('error') or result.get('stderr', '').strip()[:120]})")
+            why = why_no_answer(result["error"], result.get("duration_s") or 0.0) if result.get("error") else result.get("stderr", "").strip()[:120]
+            raise Skip(f"`pip check` did not run in {i['path']} ({why})")
         if result["rc"] == 1:
             lines = [line for line in result["stdout"].splitlines() if line.strip()]
             specs = result.get("specs") or parse_pip_check(result["stdout"])

@@ -15,12 +15,13 @@ import threading
 
 from gpudoctor import kb
 from gpudoctor.frameworks import SMOKED, choose_interpreters, state
-from gpudoctor.gpus import bus_id
+from gpudoctor.gpus import COMPUTE_MODES, bus_id
 from gpudoctor.host import PROBE_SCRIPT, NotRecorded
 from gpudoctor.plugin import Skip, check, collector, fail, ok, warn
 from gpudoctor.speed import reference
 
 FP32_TOLERANCE = 1e-3  # float32 (TF32 off) against a float64 CPU run: rounding is ~1e-6, a wrong number is not
+BUSY = re.compile(r"busy or unavailable", re.I)  # CUDA error 46, cudaErrorDevicesUnavailable / CUDA_ERROR_DEVICE_UNAVAILABLE
 SLOW = kb.load("speed")["warn_below"]  # a rate below this share of the model's reference warns (after a second measurement)
 PROBE_TIMEOUT_S = 110
 
@@ -136,6 +137,9 @@ def _precision_fix(device: dict, rerun: str) -> str:
 
 
 def _runtime_fix(error: str, rerun: str) -> str:
+    if BUSY.search(error):
+        return ("nvidia-smi --query-gpu=index,pci.bus_id,compute_mode --format=csv   # Exclusive_Process or Prohibited turns processes away\n"
+                "nvidia-smi --query-compute-apps=gpu_bus_id,pid,process_name --format=csv   # and who holds the GPU (see gpu.compute_mode)")
     if re.search(r"out of memory", error, re.I):
         return "nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv   # who holds the memory\n# stop those processes, or run gpudoctor smoke when the GPU is idle"
     if re.search(r"cudnn", error, re.I):
@@ -154,8 +158,22 @@ def _failure_fix(answer: dict, rerun: str) -> str:
     return rerun + (f"\n# it said: {tail[:200]}" if tail else "")
 
 
-def trains(smoke: dict, framework: str, name: str):
-    """One framework's verdict: every run trained on every device, or the first problem with its fix."""
+def _exclusive(gpus: dict | None) -> list[dict]:
+    """The GPUs in an exclusive compute mode, where a second process gets 'busy or unavailable' (DIGITS#2005, pytorch#3871)."""
+    return [d for d in (gpus or {}).get("devices") or [] if not d.get("error") and d.get("compute_mode") in (1, 3)]
+
+
+def _exclusive_fix(framework: str, exclusive: list[dict]) -> str:
+    ids = ",".join(str(d["index"]) for d in exclusive)
+    return ("nvidia-smi --query-compute-apps=gpu_bus_id,pid,process_name --format=csv   # which process holds it\n"
+            f"# when it is free, train alone: gpudoctor smoke --framework {framework} (gpudoctor's other probes are processes too)\n"
+            f"# or let processes share it: sudo nvidia-smi -i {ids} -c DEFAULT (see gpu.compute_mode)")
+
+
+def trains(smoke: dict, framework: str, name: str, gpus: dict | None = None):
+    """One framework's verdict: every run trained on every device, or the first problem with its fix.
+
+    'Busy or unavailable' on GPUs in an exclusive compute mode is a warning: the GPU works, another process had it."""
     problems, passed, skipped = [], [], []
     for run in _runs(smoke, framework):
         answer, python = run["answer"], run["python"]
@@ -182,6 +200,11 @@ def trains(smoke: dict, framework: str, name: str):
             if not found:
                 passed.append(device)
     if problems:
+        exclusive = _exclusive(gpus)
+        if exclusive and all(BUSY.search(problem) for problem, _ in problems):
+            return warn(f"{name} was turned away by the GPU ('busy or unavailable'): {exclusive[0]['label']} is in compute mode "
+                        f"{COMPUTE_MODES.get(exclusive[0]['compute_mode'])}, one process at a time, and another process held it",
+                        _exclusive_fix(framework, exclusive), [p for p, _ in problems] + skipped)
         return fail(problems[0][0], problems[0][1], [p for p, _ in problems[1:]] + skipped)
     if not passed:
         raise Skip("; ".join(skipped))
@@ -192,19 +215,19 @@ def trains(smoke: dict, framework: str, name: str):
               [f"{d.get('name') or d['device']}: {_figures(d) or 'trained'}" for d in passed] + skipped)
 
 
-@check("smoke.torch", "PyTorch trains on every GPU and gets the CPU's numbers", needs=("smoke",))
-def torch_trains(smoke):
-    return trains(smoke, "torch", "PyTorch")
+@check("smoke.torch", "PyTorch trains on every GPU and gets the CPU's numbers", needs=("smoke",), uses=("gpus",))
+def torch_trains(smoke, gpus):
+    return trains(smoke, "torch", "PyTorch", gpus)
 
 
-@check("smoke.jax", "JAX trains on every GPU and gets the CPU's numbers", needs=("smoke",))
-def jax_trains(smoke):
-    return trains(smoke, "jax", "JAX")
+@check("smoke.jax", "JAX trains on every GPU and gets the CPU's numbers", needs=("smoke",), uses=("gpus",))
+def jax_trains(smoke, gpus):
+    return trains(smoke, "jax", "JAX", gpus)
 
 
-@check("smoke.tensorflow", "TensorFlow trains on every GPU and gets the CPU's numbers", needs=("smoke",))
-def tensorflow_trains(smoke):
-    return trains(smoke, "tensorflow", "TensorFlow")
+@check("smoke.tensorflow", "TensorFlow trains on every GPU and gets the CPU's numbers", needs=("smoke",), uses=("gpus",))
+def tensorflow_trains(smoke, gpus):
+    return trains(smoke, "tensorflow", "TensorFlow", gpus)
 
 
 def _figures(device: dict) -> str:

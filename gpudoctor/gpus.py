@@ -14,6 +14,7 @@ from gpudoctor.novalue import known, reasons
 from gpudoctor.plugin import Skip, combiner
 
 NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
+COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}  # NVML's nvmlComputeMode_t
 
 
 def no_driver(driver: dict | None, nvml: dict | None) -> bool:

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 from gpudoctor.evidence import Evidence, command_key
 
@@ -87,6 +87,14 @@ class FileRead:
     @property
     def ok(self) -> bool:
         return self.text is not None
+
+
+@dataclass
+class _Asked:
+    """One probe question of this run: its answer once `done` is set."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: dict = field(default_factory=lambda: {"failure": "not run", "message": "the asking thread failed", "stderr_tail": []})
 
 
 class NotRecorded(LookupError):
@@ -301,33 +309,49 @@ class LiveHost:
         """Ask gpudoctor's probe (`env`, `torch`, `smoke torch cuda 30`) inside `python`; its facts, or why there are none.
 
         Questions about one framework in one interpreter go to one worker process, one at a time, and each is
-        answered once per run. `keep` leaves the worker running for the next question (the smoke test after the
-        facts): the framework is imported once. Otherwise it ends after answering, and frees what it held."""
+        answered once per run: a second asker waits for the first one's answer, never behind other questions.
+        `keep` leaves the worker running for the next question (the smoke test after the facts), so the framework
+        is imported once; a worker whose framework did not import is never kept (a half-done import poisons the
+        next). Otherwise it ends after answering, and frees what it held."""
         words = tuple(what.split())
         key = (python, words[1] if words[0] == "smoke" and len(words) > 1 else words[0])
         with self._lock:
             turn = self._turns.setdefault(key, threading.Lock())
-        with turn:
-            if (python, what) in self._answered:
-                return self._answered[(python, what)]
-            with self._lock:
-                worker = self._workers.pop(key, None)
-            if worker is not None and not worker.alive:  # killed since (an abandoned run): never blame it on the probe
-                self._end_worker(worker)
-                worker = None
-            worker = worker or self._start_worker(python)
-            if isinstance(worker, str):  # it could not be started
-                result = CommandResult((python, PROBE_SCRIPT, *words), None, error=worker)
-            else:
-                result = worker.ask(words, self.timeout if timeout is None else timeout)
-                if keep and worker.alive:
-                    with self._lock:
-                        self._workers[key] = worker
-                else:
-                    self._end_worker(worker)
+            asked = self._answered.get((python, what))
+            first = asked is None
+            if first:
+                asked = self._answered[(python, what)] = _Asked()
+        if not first:
+            asked.done.wait()
+            return asked.answer
+        try:
+            with turn:
+                result = self._ask(python, key, words, self.timeout if timeout is None else timeout, keep)
             self.evidence.record("probes", f"{python} {what}", result.to_dict())
-            self._answered[(python, what)] = answer = probe_answer(result)
-            return answer
+            asked.answer = probe_answer(result)
+        finally:
+            asked.done.set()
+        return asked.answer
+
+    def _ask(self, python: str, key: tuple, words: tuple, timeout: float, keep: bool) -> CommandResult:
+        with self._lock:
+            worker = self._workers.pop(key, None)
+        if worker is not None and not worker.alive:  # killed since (an abandoned run): never blame it on the probe
+            self._end_worker(worker)
+            worker = None
+        worker = worker or self._start_worker(python)
+        if isinstance(worker, str):  # it could not be started
+            return CommandResult((python, PROBE_SCRIPT, *words), None, error=worker)
+        result = worker.ask(words, timeout)
+        answer = probe_answer(result)
+        if keep and worker.alive and not answer.get("failure") and not answer.get("failed"):
+            with self._lock:
+                self._workers[key] = worker
+            return result
+        rc, stderr = self._end_worker(worker)  # as a one-off command would: how it exited, and what it said on the way
+        if rc is not None and result.rc == 0:
+            return replace(result, rc=rc, stderr=result.stderr + stderr)
+        return replace(result, stderr=result.stderr + stderr) if stderr else result
 
     def _start_worker(self, python: str):
         """A probe worker in `python`, or why none could start."""
@@ -337,10 +361,11 @@ class LiveHost:
         proc = self._start(argv, stdin=subprocess.PIPE)
         return proc if isinstance(proc, str) else ProbeWorker(proc, argv)
 
-    def _end_worker(self, worker) -> None:
-        worker.close()
+    def _end_worker(self, worker) -> tuple[int | None, str]:
+        ended = worker.close()
         with self._lock:
             self._children.discard(worker.proc)
+        return ended
 
     # -- NVML -------------------------------------------------------------------------
     def nvml(self, timeout: float | None = None) -> dict:
@@ -365,12 +390,17 @@ def nvml_answer(result: CommandResult) -> dict:
     return answer if isinstance(answer, dict) else {"error": {"name": "worker", "message": "bad NVML answer"}}
 
 
+def why_no_answer(error: str, duration_s: float) -> str:
+    """A command's error in words; a timeout names the limit it hit (the seconds it was given)."""
+    return f"timed out at its {round(duration_s, 1):g} s limit" if error == TIMED_OUT else error
+
+
 def probe_answer(result: CommandResult) -> dict:
     """A probe run as facts, or as a `failure` (crashed, hung, garbage, not run) that checks report."""
     tail = result.stderr.strip().splitlines()[-15:]
     if result.error:
         kind = {TIMED_OUT: "hung", NOT_RECORDED: "not recorded"}.get(result.error, "not run")
-        message = f"timed out at its {round(result.duration_s, 1):g} s limit" if result.error == TIMED_OUT else result.error
+        message = why_no_answer(result.error, result.duration_s)
         return {"failure": kind, "message": message, "duration_s": result.duration_s, "stderr_tail": tail}
     if result.rc is not None and result.rc < 0:
         try:

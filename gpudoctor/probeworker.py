@@ -19,7 +19,7 @@ from gpudoctor.host import OUTPUT_CAP, PROBE_MARK, TIMED_OUT, CommandResult, _ki
 
 END_MARK = b"GPUDOCTOR-PROBE-END"
 STDERR_WAIT_S = 5.0  # after an answer, for the stderr written before it (two pipes, two reader threads)
-EXIT_WAIT_S = 1.0  # after the last question, for the interpreter to end by itself before it is killed
+EXIT_WAIT_S = 5.0  # after the last question, for the interpreter to end by itself (CUDA's teardown) before it is killed
 
 
 class ProbeWorker:
@@ -29,6 +29,7 @@ class ProbeWorker:
         self.proc, self.argv = proc, argv
         self.started = time.monotonic()
         self.asked = 0
+        self._ended = False  # its end was seen by ask(): exit code and last stderr are in that answer
         self._answers: queue.Queue = queue.Queue()  # stdout lines; None at end of file
         self._stderr: queue.Queue = queue.Queue()  # one (bytes, truncated) per answer; None at end of file
         threading.Thread(target=self._read_stdout, daemon=True, name="probe-stdout").start()
@@ -56,28 +57,40 @@ class ProbeWorker:
             except queue.Empty:
                 _kill_group(self.proc)
                 self.proc.wait()
-                err, truncated = self._stderr_until_end(STDERR_WAIT_S)
+                err, truncated = self._end_seen()
                 return self._result(argv, None, out, err, start, TIMED_OUT, truncated)
             if line is None:  # it ended without answering: crashed, killed or exited
                 rc = self.proc.wait()
-                err, truncated = self._stderr_until_end(STDERR_WAIT_S)
+                err, truncated = self._end_seen()
                 return self._result(argv, rc, out, err, start, None, truncated)
             out.append(line)
             if line.startswith(PROBE_MARK.encode()):
                 err, truncated = self._next_stderr(STDERR_WAIT_S)
                 return self._result(argv, 0, out, err, start, None, truncated)
 
-    def close(self) -> None:
-        """End the interpreter: end of input first, so it exits by itself (freeing GPU memory), then a kill."""
+    def close(self) -> tuple[int | None, str]:
+        """End the interpreter: end of input first, so it exits by itself (freeing GPU memory), then a kill.
+
+        Returns its exit code if it ended by itself (a crash on the way out is a finding, as it was for a one-off
+        command), else None, and what it wrote to stderr after its last answer."""
+        if self._ended:
+            return None, ""
         try:
             self.proc.stdin.close()
         except OSError:
             pass
         try:
-            self.proc.wait(EXIT_WAIT_S)
+            rc = self.proc.wait(EXIT_WAIT_S)
         except subprocess.TimeoutExpired:
             _kill_group(self.proc)
             self.proc.wait()
+            rc = None  # ended by us, not by itself
+        err, _ = self._end_seen()
+        return rc, err.decode(errors="replace")
+
+    def _end_seen(self) -> tuple[bytes, bool]:
+        self._ended = True
+        return self._stderr_until_end(STDERR_WAIT_S)
 
     def _result(self, argv, rc, out, err, start, error, truncated) -> CommandResult:
         stdout = b"".join(out)

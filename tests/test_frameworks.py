@@ -417,6 +417,14 @@ def test_pip_check_names_what_to_install():
     assert result.status.value == "warn" and result.fix.startswith("/tmp/torchvenv/bin/python -m pip install 'torch==2.5.0'")
 
 
+def test_a_pip_check_that_timed_out_is_named_with_its_limit():
+    ev = cpu_venvs()
+    key = next(k for k in ev.data["commands"] if k.startswith("/tmp/torchvenv/bin/python"))
+    ev.data["commands"][key].update(rc=None, stdout="", error="timed out", duration_s=10.0021)
+    result = judge(ev, "python.pip_check")
+    assert result.status.value == "skip" and result.summary == "`pip check` did not run in /tmp/torchvenv/bin/python (timed out at its 10 s limit)"
+
+
 def test_no_interpreter_to_judge():
     ev = this_machine()
     ev.data["which"]["python3"] = None

@@ -12,6 +12,8 @@ import json
 import os
 import sys
 import textwrap
+import threading
+import time
 
 import psutil
 import pytest
@@ -225,3 +227,70 @@ def test_frameworks_train_one_at_a_time_in_the_order_their_imports_finish(stand_
     assert times["torch-smoke-start"] >= times["jax-smoke-end"]  # and torch waited for it to finish
     assert [run["framework"] for run in facts["smoke"]["runs"]] == ["torch", "jax"]  # reported in the usual order
     assert "backends" in facts["smoke"]["runs"][0]["answer"]["failed"] and "stand-in" in facts["smoke"]["runs"][1]["answer"]["failed"]
+
+
+def test_a_second_asker_gets_the_answer_without_waiting_behind_the_smoke_test(stand_in):
+    """python_envs and the smoke collector both ask for JAX's facts; whichever asks second must not wait while the
+    first goes on to train (the python_envs collector has the run's 10 s, the training may take 110 s)."""
+    stand_in("jax", {"__init__.py": "import time\ntime.sleep(0.5)\n" + textwrap.dedent(JAX), "numpy.py": """
+        import time
+        time.sleep(4)
+        raise ImportError("a stand-in")
+    """})
+    host = LiveHost()
+    waited = {}
+
+    def smoke_collector():
+        host.probe(PY, "jax", keep=True)
+        host.probe(PY, "smoke jax cpu 3")
+
+    def python_envs():
+        start = time.monotonic()
+        waited["answer"] = host.probe(PY, "jax", keep=True)
+        waited["s"] = time.monotonic() - start
+
+    first = threading.Thread(target=smoke_collector)
+    first.start()
+    time.sleep(0.2)  # the smoke collector asked first; python_envs asks while the facts are being found
+    second = threading.Thread(target=python_envs)
+    second.start()
+    second.join(30)
+    first.join(30)
+    host.close()
+    assert waited["answer"]["jax"] == "0.0.stand-in" and waited["s"] < 3
+
+
+def test_a_crash_on_the_way_out_is_recorded_as_a_one_off_command_would_record_it(stand_in):
+    """A library that segfaults in its teardown (after the answer was written) crashed the one-off command; an
+    interpreter that is not kept ends the same way, and its exit code and last words are kept."""
+    stand_in("cupy", {"__init__.py": """
+        import atexit, os, signal, sys
+        __version__ = "0.0.stand-in"
+        def _teardown():
+            sys.stderr.write("Segmentation fault in a CUDA library's teardown\\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGSEGV)
+        atexit.register(_teardown)
+    """})
+    host = LiveHost()
+    answer = host.probe(PY, "cupy")
+    host.close()
+    assert answer["failure"] == "crashed" and answer["signal"] == "SIGSEGV"
+    assert answer["stderr_tail"] == ["Segmentation fault in a CUDA library's teardown"]
+    assert recorded(host, "cupy")["rc"] == -11
+
+
+def test_an_interpreter_whose_framework_did_not_import_is_not_kept(stand_in):
+    """A half-done import leaves modules behind, so the smoke test in that process would fail differently."""
+    stand_in("jax", {"__init__.py": """
+        from jax import half_done   # imports, and stays in sys.modules
+        raise ImportError("libcudart.so.12: cannot open shared object file: No such file or directory")
+    """, "half_done.py": "STATE = 'imported'\n"})
+    host = LiveHost()
+    try:
+        facts = host.probe(PY, "jax", keep=True)
+        assert (PY, "jax") not in host._workers
+        smoke = host.probe(PY, "smoke jax cpu 3")
+    finally:
+        host.close()
+    assert "libcudart.so.12" in facts["failed"] and smoke["failed"] == facts["failed"]  # the same import, afresh

@@ -20,7 +20,7 @@ from evidence_helpers import fixture, judge, nvml_device, this_machine
 from test_cli import gpudoctor_cmd
 
 from gpudoctor import cli
-from gpudoctor.evidence import Evidence
+from gpudoctor.evidence import Evidence, command_key
 from gpudoctor.host import PROBE_MARK, RecordedHost
 from gpudoctor.models import Status
 from gpudoctor.loader import load_plugins
@@ -295,3 +295,44 @@ def smoke_probe_file() -> str:
     import gpudoctor.host
 
     return str(Path(gpudoctor.host.PROBE_SCRIPT).with_name("smoke_probe.py"))
+
+
+# -- a GPU in an exclusive compute mode, held by another process ---------------------------------------------------
+THIRD_RUN_PYTHON = "/opt/torch/.venv/bin/python3"
+BUSY_ERROR = "AcceleratorError: CUDA error: CUDA-capable device(s) is/are busy or unavailable"
+
+
+def exclusive_h200(mode: str = "Exclusive_Process", code: int = 3) -> Evidence:
+    """The real third H200 run, with its GPU set to an exclusive compute mode (in NVML's answer and in nvidia-smi's XML)
+    and the torch smoke test turned away by it: CUDA error 46, the message of DIGITS#2005 and pytorch#3871, as torch 2.x
+    words it. Each step of the training failed, as each opens the GPU anew."""
+    evidence = fixture("h200-firecracker-2026-11-27-third-run")
+    evidence.data["nvml"]["devices"][0]["compute_mode"] = code
+    xml = command_key(["nvidia-smi", "-q", "-x"])
+    evidence.data["commands"][xml]["stdout"] = evidence.data["commands"][xml]["stdout"].replace(
+        "<compute_mode>Default</compute_mode>", f"<compute_mode>{mode}</compute_mode>")
+    record = evidence.data["probes"][f"{THIRD_RUN_PYTHON} smoke torch cuda 30"]
+    answer = json.loads(record["stdout"][len(PROBE_MARK):])
+    device = answer["devices"][0]
+    for step in ("fp32", "mixed", "memory", "matmul_tflops_bfloat16", "matmul_tflops_tf32", "copy_gbps", "pinned_gbps"):
+        device[step] = {"error": BUSY_ERROR, "s": 0.01, **({"dtype": "bfloat16"} if step == "mixed" else {})}
+    record["stdout"] = PROBE_MARK + json.dumps(answer) + "\n"
+    return evidence
+
+
+def test_a_gpu_in_exclusive_mode_held_by_another_process_is_a_warning_not_a_broken_gpu():
+    result = judge(exclusive_h200(), "smoke.torch")
+    assert result.status == Status.WARN
+    assert result.summary == ("PyTorch was turned away by the GPU ('busy or unavailable'): GPU0 (0000:00:06.0) is in compute mode "
+                              "Exclusive_Process, one process at a time, and another process held it")
+    assert result.fix.startswith("nvidia-smi --query-compute-apps=gpu_bus_id,pid,process_name --format=csv   # which process holds it")
+    assert "gpudoctor smoke --framework torch" in result.fix and "sudo nvidia-smi -i 0 -c DEFAULT" in result.fix
+    assert judge(exclusive_h200(), "gpu.compute_mode").status == Status.WARN  # the cause, where it is judged
+
+
+def test_busy_on_a_gpu_in_default_mode_stays_a_failure_that_names_both_suspects():
+    evidence = exclusive_h200("Default", 0)  # only the training's answer changed: nothing explains it
+    result = judge(evidence, "smoke.torch")
+    assert result.status == Status.FAIL and result.summary.endswith("float32 training failed: " + BUSY_ERROR)
+    assert result.fix.startswith("nvidia-smi --query-gpu=index,pci.bus_id,compute_mode --format=csv")
+    assert "--query-compute-apps" in result.fix
