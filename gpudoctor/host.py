@@ -326,14 +326,15 @@ class LiveHost:
             return asked.answer
         try:
             with turn:
-                result = self._ask(python, key, words, self.timeout if timeout is None else timeout, keep)
+                result, answer = self._ask(python, key, words, self.timeout if timeout is None else timeout, keep)
             self.evidence.record("probes", f"{python} {what}", result.to_dict())
-            asked.answer = probe_answer(result)
+            asked.answer = answer
         finally:
             asked.done.set()
         return asked.answer
 
-    def _ask(self, python: str, key: tuple, words: tuple, timeout: float, keep: bool) -> CommandResult:
+    def _ask(self, python: str, key: tuple, words: tuple, timeout: float, keep: bool) -> tuple[CommandResult, dict]:
+        """The question's run as recorded, and its answer."""
         with self._lock:
             worker = self._workers.pop(key, None)
         if worker is not None and not worker.alive:  # killed since (an abandoned run): never blame it on the probe
@@ -341,17 +342,19 @@ class LiveHost:
             worker = None
         worker = worker or self._start_worker(python)
         if isinstance(worker, str):  # it could not be started
-            return CommandResult((python, PROBE_SCRIPT, *words), None, error=worker)
+            result = CommandResult((python, PROBE_SCRIPT, *words), None, error=worker)
+            return result, probe_answer(result)
         result = worker.ask(words, timeout)
         answer = probe_answer(result)
         if keep and worker.alive and not answer.get("failure") and not answer.get("failed"):
             with self._lock:
                 self._workers[key] = worker
-            return result
+            return result, answer
         rc, stderr = self._end_worker(worker)  # as a one-off command would: how it exited, and what it said on the way
-        if rc is not None and result.rc == 0:
-            return replace(result, rc=rc, stderr=result.stderr + stderr)
-        return replace(result, stderr=result.stderr + stderr) if stderr else result
+        if not stderr and (rc is None or result.rc != 0 or rc == 0):
+            return result, answer
+        ended = replace(result, rc=rc if rc is not None and result.rc == 0 else result.rc, stderr=result.stderr + stderr)
+        return ended, probe_answer(ended)
 
     def _start_worker(self, python: str):
         """A probe worker in `python`, or why none could start."""

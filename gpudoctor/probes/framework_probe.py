@@ -335,6 +335,11 @@ def answer(words):
         return failure(exc, words[1] if what == "smoke" and len(words) > 1 else what)
 
 
+def reply(answer_fd, words):
+    """One question's answer, as one marked line on the answer descriptor."""
+    os.write(answer_fd, (MARK + json.dumps(answer(words), default=str) + "\n").encode())
+
+
 def serve(answer_fd):
     """Answer questions read one a line from stdin until its end, each followed by END_MARK on stderr.
 
@@ -346,7 +351,7 @@ def serve(answer_fd):
     for line in questions:
         words = line.split()
         if words:
-            os.write(answer_fd, (MARK + json.dumps(answer(words), default=str) + "\n").encode())
+            reply(answer_fd, words)
             _flush_c_stdio()
             sys.stderr.flush()
             os.write(2, b"\n" + END_MARK + b"\n")
@@ -369,7 +374,7 @@ def main():
     if sys.argv[1:] == ["--serve"]:
         serve(answer_fd)
     else:
-        os.write(answer_fd, (MARK + json.dumps(answer(sys.argv[1:]), default=str) + "\n").encode())
+        reply(answer_fd, sys.argv[1:])
 
 
 if __name__ == "__main__":
