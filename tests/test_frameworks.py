@@ -425,6 +425,20 @@ def test_a_pip_check_that_timed_out_is_named_with_its_limit():
     assert result.status.value == "skip" and result.summary == "`pip check` did not run in /tmp/torchvenv/bin/python (timed out at its 10 s limit)"
 
 
+def test_an_import_that_timed_out_is_named_with_its_limit_and_a_way_to_allow_more():
+    """The real CPU torch venv, its torch probe stopped at the run's 10 s limit (an import stalled on a network file
+    system, or only slow on a cold file cache): the limit is named, and the fix finds the module it stalls in."""
+    ev = cpu_venvs()
+    ev.data["probes"]["/tmp/torchvenv/bin/python torch"] = {
+        "argv": ["/tmp/torchvenv/bin/python", "framework_probe.py", "torch"], "rc": None, "stdout": "", "stderr": "",
+        "duration_s": 10.0013, "error": "timed out", "truncated": False}
+    result = judge(ev, "torch.build")
+    assert result.status.value == "fail"
+    assert result.summary == "`import torch` in /tmp/torchvenv/bin/python did not finish (timed out at its 10 s limit)"
+    assert result.fix.startswith("/tmp/torchvenv/bin/python -X importtime -c 'import torch' 2>&1 | tail -20")
+    assert result.fix.endswith("passes with a longer limit: gpudoctor check --timeout 60")
+
+
 def test_no_interpreter_to_judge():
     ev = this_machine()
     ev.data["which"]["python3"] = None
