@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import tempfile
 
 import distro
@@ -43,7 +44,9 @@ def identify(files: dict[str, str]) -> dict:
     {'id': 'ubuntu', 'version': '22.04'}
     """
     dropped = []
-    with tempfile.TemporaryDirectory(prefix="gpudoctor-os-") as root:
+    # not TemporaryDirectory: its clean-up at exit races a collector thread still writing here after Ctrl-C
+    root = tempfile.mkdtemp(prefix="gpudoctor-os-")
+    try:
         for path, text in files.items():
             if path in RELEASE_FILES and text is not None:
                 if path.endswith("os-release"):  # distro lexes the whole file: one unbalanced quote would lose all of it
@@ -67,6 +70,8 @@ def identify(files: dict[str, str]) -> dict:
         except (ValueError, OSError, UnicodeError) as exc:  # a release file distro cannot read
             release, facts = {}, {"id": "", "version": "", "codename": "", "pretty_name": "", "like": "", "source": None,
                                   "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     facts["base"] = base_release(facts, release)
     if dropped:
         facts["unparsable_lines"] = dropped[:10]
