@@ -16,7 +16,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from gpudoctor import fixes
 from gpudoctor.frameworks import (
     ALSO_NAMED,
-    SMOKED,
+    ask_facts,
     choose_interpreters,
     cuda_major,
     distributions,
@@ -33,8 +33,7 @@ FRAMEWORKS = ("torch", "tensorflow", "jax", "jaxlib", "cupy")
 def _judge_interpreter(host, chosen: dict) -> dict:
     path = chosen["path"]
     answers: dict = {}
-    jobs = {what: lambda what=what: host.probe(path, what, keep=what in SMOKED)  # the smoke test asks those next
-            for what in ("env", "torch", "jax", "tensorflow", "cupy", "onnxruntime")}
+    jobs = {what: lambda what=what: ask_facts(host, path, what) for what in ("env", "torch", "jax", "tensorflow", "cupy", "onnxruntime")}
     jobs["pip_check"] = lambda: host.run([path, "-m", "pip", "check"]).to_dict()
     threads = [threading.Thread(target=lambda k=k, f=f: answers.__setitem__(k, f()), daemon=True) for k, f in jobs.items()]
     for thread in threads:

@@ -14,8 +14,9 @@ import re
 import threading
 
 from gpudoctor import kb
-from gpudoctor.frameworks import SMOKED, choose_interpreters, state
+from gpudoctor.frameworks import SMOKED, ask_facts, choose_interpreters, state
 from gpudoctor.gpus import COMPUTE_MODES, bus_id
+from gpudoctor.gputurn import EXCLUSIVE_MODES
 from gpudoctor.host import PROBE_SCRIPT, NotRecorded
 from gpudoctor.plugin import Skip, check, collector, fail, ok, warn
 from gpudoctor.speed import reference
@@ -29,8 +30,8 @@ PROBE_TIMEOUT_S = 110
 @collector("smoke", timeout=PROBE_TIMEOUT_S + 10)
 def collect_smoke(host):
     """Each framework trains in the interpreter its facts probe imported it in, one framework at a time (each may
-    take most of a GPU's memory), in the order their imports finish: one framework's import overlaps another's
-    training. A framework that is not installed costs one interpreter start (~50 ms)."""
+    take most of a GPU's memory; the host's GPU turn), in the order their imports finish: one framework's import
+    overlaps another's training. A framework that is not installed costs one interpreter start (~50 ms)."""
     options = host.options.get("smoke") or {}
     device, steps = options.get("device", "cuda"), int(options.get("steps", 30))
     frameworks = options.get("frameworks") or list(SMOKED)
@@ -43,11 +44,10 @@ def collect_smoke(host):
             return {"skipped": "no NVIDIA GPU is visible (no /proc/driver/nvidia/gpus); see driver.loaded"}
     runs = [{"python": chosen["path"], "framework": framework, "answer": {"failure": "not run", "message": "the run ended first"}}
             for chosen in choose_interpreters(host) for framework in frameworks]
-    one_at_a_time = threading.Lock()
 
     def train(run: dict) -> None:
-        host.probe(run["python"], run["framework"], keep=True)  # the facts probe's import, shared with python_envs
-        with one_at_a_time:
+        ask_facts(host, run["python"], run["framework"])  # the facts probe's import, shared with python_envs
+        with host.gpu_turn():
             run["answer"] = host.probe(run["python"], f"smoke {run['framework']} {device} {steps}",
                                        timeout=options.get("timeout", PROBE_TIMEOUT_S))
 
@@ -160,13 +160,13 @@ def _failure_fix(answer: dict, rerun: str) -> str:
 
 def _exclusive(gpus: dict | None) -> list[dict]:
     """The GPUs in an exclusive compute mode, where a second process gets 'busy or unavailable' (DIGITS#2005, pytorch#3871)."""
-    return [d for d in (gpus or {}).get("devices") or [] if not d.get("error") and d.get("compute_mode") in (1, 3)]
+    return [d for d in (gpus or {}).get("devices") or [] if not d.get("error") and d.get("compute_mode") in EXCLUSIVE_MODES]
 
 
 def _exclusive_fix(framework: str, exclusive: list[dict]) -> str:
     ids = ",".join(str(d["index"]) for d in exclusive)
     return ("nvidia-smi --query-compute-apps=gpu_bus_id,pid,process_name --format=csv   # which process holds it\n"
-            f"# when it is free, train alone: gpudoctor smoke --framework {framework} (gpudoctor's other probes are processes too)\n"
+            f"# when it is free, rerun the test: gpudoctor smoke --framework {framework} (gpudoctor's own processes take turns)\n"
             f"# or let processes share it: sudo nvidia-smi -i {ids} -c DEFAULT (see gpu.compute_mode)")
 
 

@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 from gpudoctor.evidence import Evidence, command_key
+from gpudoctor.gputurn import Turn
 
 NOT_RECORDED = "not recorded"
 ABSENT = "absent"
@@ -91,7 +92,7 @@ class FileRead:
 
 @dataclass
 class _Asked:
-    """One probe question of this run: its answer once `done` is set."""
+    """One question of this run (a probe's, NVML's): its answer once `done` is set."""
 
     done: threading.Event = field(default_factory=threading.Event)
     answer: dict = field(default_factory=lambda: {"failure": "not run", "message": "the asking thread failed", "stderr_tail": []})
@@ -118,7 +119,8 @@ class LiveHost:
         self._spawning = 0
         self._workers: dict = {}  # (python, framework) -> ProbeWorker kept for its next question
         self._turns: dict = {}  # (python, framework) -> the lock that makes its questions take turns
-        self._answered: dict = {}  # (python, question) -> its answer: each question is asked once per run
+        self._answered: dict = {}  # ("probe", python, question) or ("nvml",) -> its answer: each is asked once per run
+        self.gpu_turn = Turn()  # gpudoctor's own processes that work on the GPUs take turns (gpudoctor/gputurn.py)
 
     # -- commands -------------------------------------------------------------------
     def run(self, argv: list[str] | tuple[str, ...], timeout: float | None = None) -> CommandResult:
@@ -315,20 +317,29 @@ class LiveHost:
         next). Otherwise it ends after answering, and frees what it held."""
         words = tuple(what.split())
         key = (python, words[1] if words[0] == "smoke" and len(words) > 1 else words[0])
+        limit = self.timeout if timeout is None else timeout
+
+        def ask() -> dict:
+            with self._lock:
+                turn = self._turns.setdefault(key, threading.Lock())
+            with turn:
+                result, answer = self._ask(python, key, words, limit, keep)
+            self.evidence.record("probes", f"{python} {what}", result.to_dict())
+            return answer
+        return self._once(("probe", python, what), ask)
+
+    def _once(self, key: tuple, find):
+        """find()'s answer, found once per run: a second asker waits for the first one's."""
         with self._lock:
-            turn = self._turns.setdefault(key, threading.Lock())
-            asked = self._answered.get((python, what))
+            asked = self._answered.get(key)
             first = asked is None
             if first:
-                asked = self._answered[(python, what)] = _Asked()
+                asked = self._answered[key] = _Asked()
         if not first:
             asked.done.wait()
             return asked.answer
         try:
-            with turn:
-                result, answer = self._ask(python, key, words, self.timeout if timeout is None else timeout, keep)
-            self.evidence.record("probes", f"{python} {what}", result.to_dict())
-            asked.answer = answer
+            asked.answer = find()
         finally:
             asked.done.set()
         return asked.answer
@@ -372,11 +383,13 @@ class LiveHost:
 
     # -- NVML -------------------------------------------------------------------------
     def nvml(self, timeout: float | None = None) -> dict:
-        """NVML's answers from a worker process, so a hung NVML costs only `timeout`."""
-        result = self._execute((sys.executable, "-m", "gpudoctor.nvml_probe"), timeout)
-        info = nvml_answer(result)
-        self.evidence.put("nvml", info)
-        return info
+        """NVML's answers from a worker process, so a hung NVML costs only `timeout`; asked once per run (the
+        collectors that start probes read the GPUs' compute modes from it too)."""
+        def ask() -> dict:
+            info = nvml_answer(self._execute((sys.executable, "-m", "gpudoctor.nvml_probe"), timeout))
+            self.evidence.put("nvml", info)
+            return info
+        return self._once(("nvml",), ask)
 
 
 def nvml_answer(result: CommandResult) -> dict:
@@ -472,6 +485,7 @@ class RecordedHost:
         self.environ = dict(evidence.data.get("env") or {})
         self.options = dict(evidence.data.get("options") or {})
         self._asked = threading.local()
+        self.gpu_turn = Turn()  # replayed answers take turns as the live run did
 
     def unanswered(self) -> list[str]:
         """The questions this thread asked that the evidence could not answer, since the last call."""

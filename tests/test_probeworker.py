@@ -18,7 +18,11 @@ import time
 import psutil
 import pytest
 
+from evidence_helpers import FIXTURES
+
+from gpudoctor import gputurn
 from gpudoctor.evidence import Evidence
+from gpudoctor.gputurn import Turn
 from gpudoctor.host import PROBE_MARK, LiveHost, RecordedHost
 from gpudoctor.loader import load_plugins
 from gpudoctor.probeworker import END_MARK
@@ -294,3 +298,112 @@ def test_an_interpreter_whose_framework_did_not_import_is_not_kept(stand_in):
     finally:
         host.close()
     assert "libcudart.so.12" in facts["failed"] and smoke["failed"] == facts["failed"]  # the same import, afresh
+
+
+# A GPU in Exclusive_Process mode admits one process's CUDA context at a time; a second process is turned away
+# with "CUDA-capable device(s) is/are busy or unavailable" (CUDA error 46: DIGITS#2005, pytorch#3871). Here the GPU
+# is a file: opening a context takes its lock until the process ends, a second opener is turned away in those words.
+GPU = """
+    import fcntl, os, time
+    def open_context(who):
+        held = open(os.environ["STAND_IN_GPU"], "a")
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            open(os.environ["STAND_IN_GPU"] + ".log", "a").write(who + " busy\\n")
+            raise RuntimeError("CUDA error: CUDA-capable device(s) is/are busy or unavailable")
+        open(os.environ["STAND_IN_GPU"] + ".log", "a").write(who + " context\\n")
+        globals().setdefault("held", []).append(held)  # a context lasts as long as its process
+        time.sleep(0.3)
+"""
+
+
+def exclusive_h200() -> dict:
+    """NVML's answer from the real H200 (third run), its GPU set to Exclusive_Process as `nvidia-smi -c 3` would."""
+    nvml = json.loads((FIXTURES / "h200-firecracker-2026-11-27-third-run" / "evidence.json").read_text())["nvml"]
+    nvml["devices"][0]["compute_mode"] = 3
+    return nvml
+
+
+def test_on_a_gpu_that_admits_one_process_gpudoctors_own_processes_take_turns(stand_in, tmp_path, monkeypatch):
+    """JAX's facts (jax.devices() opens a context on every GPU), ONNX Runtime's CUDA session and each smoke test open
+    contexts: none may meet another, and JAX's interpreter is not kept holding its contexts while torch trains."""
+    monkeypatch.setenv("STAND_IN_GPU", str(tmp_path / "gpu0"))
+    stand_in("gpu", {"__init__.py": GPU})
+    stand_in("jax", {"__init__.py": JAX.replace('return ["cpu:0"]', 'import gpu; gpu.open_context("jax facts"); return ["cuda:0"]'),
+                     "numpy.py": 'import gpu\ngpu.open_context("jax smoke")\nraise ImportError("a stand-in")\n'})
+    stand_in("onnxruntime", {"__init__.py": """
+        __version__ = "0.0.stand-in"
+        def get_device(): return "GPU"
+        def get_available_providers(): return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        class InferenceSession:
+            def __init__(self, model, providers):
+                if "CUDAExecutionProvider" in providers:
+                    import gpu; gpu.open_context("onnxruntime session")
+                raise RuntimeError("a stand-in")
+    """})
+    stand_in("torch", {"__init__.py": """
+        import time
+        time.sleep(0.5)
+        __version__ = "0.0.stand-in"
+        def __getattr__(name):
+            if name == "backends":   # the smoke test's first use of torch
+                import gpu; gpu.open_context("torch smoke")
+            raise AttributeError(name)
+    """})
+    host = LiveHost(options={"python": [PY], "smoke": {"device": "cpu", "steps": 5, "frameworks": ["torch", "jax"]}})
+    monkeypatch.setattr(host, "nvml", lambda timeout=None: exclusive_h200())
+    try:
+        _, facts, _ = run_checks(load_plugins(external=False), host, Selection(only=frozenset({"python", "smoke"})))
+    finally:
+        host.close()
+    log = (tmp_path / "gpu0.log").read_text().splitlines()
+    assert sorted(log) == ["jax facts context", "jax smoke context", "onnxruntime session context", "torch smoke context"]
+    jax_facts = facts["python_envs"]["interpreters"][0]["jax"]
+    torch_smoke, jax_smoke = (run["answer"]["failed"] for run in facts["smoke"]["runs"])
+    assert jax_facts["devices"] == ["cuda:0"] and "backends" in torch_smoke and "stand-in" in jax_smoke  # each got past its context
+
+
+def test_the_turn_goes_to_a_facts_question_before_a_smoke_test_that_came_earlier():
+    """python_envs has the run's 10 s, a smoke test 110 s: a facts question waiting for the GPUs goes first."""
+    turn, order, holding = Turn(), [], threading.Event()
+
+    def hold():
+        with turn():
+            holding.set()
+            time.sleep(0.3)
+
+    def wait(name, first):
+        with turn(first=first):
+            order.append(name)
+
+    threads = [threading.Thread(target=hold)]
+    threads[0].start()
+    holding.wait(5)
+    for name, first in (("smoke", False), ("facts", True)):
+        threads.append(threading.Thread(target=wait, args=(name, first)))
+        threads[-1].start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(5)
+    assert order == ["facts", "smoke"]
+
+
+def test_a_hung_nvml_delays_the_questions_that_open_contexts_by_a_few_seconds_at_most(monkeypatch):
+    """NVML that hangs (a GPU fallen off the bus) is driver.nvml's finding; the facts questions wait NVML_WAIT_S, then
+    count the GPUs as shared, within python_envs's 10 s."""
+    monkeypatch.setattr(gputurn, "NVML_WAIT_S", 0.3)
+
+    class HungNvml:
+        def nvml(self, timeout=None):
+            time.sleep(5)
+            return exclusive_h200()
+
+    start = time.monotonic()
+    assert gputurn.exclusive(HungNvml()) is False and time.monotonic() - start < 2
+
+    class Answers:
+        def nvml(self, timeout=None):
+            return exclusive_h200()
+
+    assert gputurn.exclusive(Answers()) is True

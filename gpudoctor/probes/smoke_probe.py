@@ -5,7 +5,9 @@ conv + batch-norm + linear model trained with autograd and a hand-written SGD st
 `torch.optim` optimizer imports torch._dynamo: seconds, more than the whole test), in float32
 against a float64 CPU reference of the same run (silent data corruption is real), then with mixed
 precision; a memory pattern check; matmul, copy and pinned-transfer rates; with several GPUs,
-peer access and an NCCL all-reduce. Standard library and torch only, Python 3.8+.
+peer access and an NCCL all-reduce, which runs first, in rank processes, while this process holds no
+CUDA context (Exclusive_Process mode admits one process per GPU). Standard library and torch only,
+Python 3.8+.
 """
 
 import os
@@ -299,10 +301,10 @@ def smoke_torch(device, steps):
     else:
         targets = ["cpu"]
     begin = time.perf_counter()
-    facts["devices"] = [one_device(torch, target, steps) for target in targets]
-    if len(targets) > 1:
-        facts["peer_access"] = _timed(lambda: peers(torch, len(targets)))
+    if len(targets) > 1:  # first: a rank meeting this process's CUDA contexts on a GPU that admits one process is turned away
         facts["allreduce"] = _timed(lambda: allreduce(len(targets)))
+        facts["peer_access"] = _timed(lambda: peers(torch, len(targets)))
+    facts["devices"] = [one_device(torch, target, steps) for target in targets]
     facts["smoke_s"] = round(time.perf_counter() - begin, 4)
     return facts
 

@@ -1,0 +1,50 @@
+"""gpudoctor's own processes take turns on the GPUs where one would get in another's way.
+
+A smoke test may take most of a GPU's memory, so frameworks train one at a time. On a GPU in an
+exclusive compute mode (Exclusive_Process; Exclusive_Thread before Volta) one process's CUDA context
+turns every other away with "CUDA-capable device(s) is/are busy or unavailable" (CUDA error 46;
+nvidia-smi's manual: "only one context is allowed per device"). There the facts questions that open
+a context take the turn too, and go before any training: the python_envs collector has the run's
+10 s, a smoke test 110 s. Facts that open no context (torch's device count and properties, TF's
+physical devices, CuPy's counts) never wait.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+EXCLUSIVE_MODES = (1, 3)  # NVML's nvmlComputeMode_t: Exclusive_Thread, Exclusive_Process
+NVML_WAIT_S = 3.0  # a hung NVML is its own finding (driver.nvml): past this, the GPUs count as shared
+
+
+class Turn:
+    """One holder at a time; a waiter that is `first` goes before those that are not."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._held = False
+        self._first_waiting = 0
+
+    @contextmanager
+    def __call__(self, first: bool = False):
+        with self._changed:
+            self._first_waiting += first
+            self._changed.wait_for(lambda: not self._held and (first or not self._first_waiting))
+            self._first_waiting -= first
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held = False
+                self._changed.notify_all()
+
+
+def exclusive(host) -> bool:
+    """Whether NVML says a GPU here admits one process at a time; False when it has not answered within NVML_WAIT_S."""
+    answer: dict = {}
+    asking = threading.Thread(target=lambda: answer.update(host.nvml()), daemon=True, name="gputurn-nvml")
+    asking.start()
+    asking.join(NVML_WAIT_S)
+    return any(isinstance(d, dict) and d.get("compute_mode") in EXCLUSIVE_MODES for d in answer.get("devices") or [])
