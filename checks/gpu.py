@@ -12,6 +12,7 @@ from gpudoctor.context import (
     wsl,
 )
 from gpudoctor.gpus import COMPUTE_MODES, NO_MODULE, answering, bus_id, no_driver
+from gpudoctor.gputurn import EXCLUSIVE_MODES, mps_control
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import parse_p2p_matrix
 from gpudoctor.plugin import check, collector, fail, ok, skip, warn
@@ -47,6 +48,12 @@ def collect_p2p(host) -> dict:
     if result.error == NOT_RECORDED:
         raise NotRecorded("nvidia-smi topo -p2p r")
     return {"matrix": parse_p2p_matrix(result.stdout) if result.ok else None, "error": result.error or (None if result.ok else result.output[:200])}
+
+
+@collector("mps")
+def collect_mps(host) -> dict:
+    """Whether the CUDA MPS control daemon listens where this environment's CUDA processes look for it."""
+    return mps_control(host)
 
 
 @collector("environment")
@@ -342,20 +349,28 @@ def mig(gpus):
     return ok("MIG is off" if modes else "MIG is not supported on these GPUs")
 
 
-@check("gpu.compute_mode", "Compute mode lets processes in", needs=("gpus",))
-def compute_mode(gpus):
-    """Prohibited or exclusive compute modes turn processes away."""
+@check("gpu.compute_mode", "Compute mode lets processes in", needs=("gpus",), uses=("mps", "policy"))
+def compute_mode(gpus, mps, policy):
+    """Prohibited or exclusive compute modes turn processes away. Exclusive_Process is how NVIDIA's MPS guide sets
+    up a GPU for its daemon, whose clients share it, and a fleet's policy may name the mode its nodes run in."""
     devices = answering(gpus)
     odd = [d for d in devices if d.get("compute_mode") not in (None, 0)]
     if not odd:
         return ok("compute mode Default on every GPU")
     d = odd[0]
     mode = COMPUTE_MODES.get(d["compute_mode"], str(d["compute_mode"]))
-    fix = f"sudo nvidia-smi -i {','.join(str(x['index']) for x in odd)} -c DEFAULT"
+    wanted = ((policy or {}).get("gpus") or {}).get("compute_mode")
+    if wanted and all(COMPUTE_MODES.get(x.get("compute_mode")) == wanted for x in devices):
+        return ok(f"compute mode {wanted} on every GPU, as the policy expects")
+    ids = ",".join(str(x["index"]) for x in odd)
     if d["compute_mode"] == 2:
-        return fail(f"{d['label']} is in compute mode Prohibited: no CUDA process may use it", fix=fix)
+        return fail(f"{d['label']} is in compute mode Prohibited: no CUDA process may use it", fix=f"sudo nvidia-smi -i {ids} -c DEFAULT")
+    if (mps or {}).get("listening") and all(x.get("compute_mode") in EXCLUSIVE_MODES for x in odd):
+        return ok(f"compute mode {mode} on {len(odd)} GPU(s), shared through MPS (its control daemon listens at {mps['control']})")
     return warn(f"{d['label']} is in compute mode {mode}: only one process may use it at a time "
-                "(a second rank or a notebook gets 'all CUDA-capable devices are busy')", fix=fix)
+                "(a second rank or a notebook gets 'all CUDA-capable devices are busy')",
+                fix=f"sudo nvidia-smi -i {ids} -c DEFAULT\n"
+                    f"# where one process per GPU is this node's rule, say so in its policy: [gpus] compute_mode = \"{mode}\"")
 
 
 @check("gpu.processes", "No other processes holding GPU memory", needs=("gpus",))

@@ -6,7 +6,9 @@ turns every other away with "CUDA-capable device(s) is/are busy or unavailable" 
 nvidia-smi's manual: "only one context is allowed per device"). There the facts questions that open
 a context take the turn too, and go before any training: the python_envs collector has the run's
 10 s, a smoke test 110 s. Facts that open no context (torch's device count and properties, TF's
-physical devices, CuPy's counts) never wait.
+physical devices, CuPy's counts) never wait. Where the MPS control daemon listens for this
+environment's processes, they are its clients and share the GPU: "exclusive-mode restrictions are
+applied to the MPS server, not MPS clients" (NVIDIA's MPS guide, which sets EXCLUSIVE_PROCESS for it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 
 EXCLUSIVE_MODES = (1, 3)  # NVML's nvmlComputeMode_t: Exclusive_Thread, Exclusive_Process
 NVML_WAIT_S = 3.0  # a hung NVML is its own finding (driver.nvml): past this, the GPUs count as shared
+MPS_PIPES = "/tmp/nvidia-mps"  # the MPS control daemon's pipe directory unless CUDA_MPS_PIPE_DIRECTORY says another
 
 
 class Turn:
@@ -41,8 +44,21 @@ class Turn:
                 self._changed.notify_all()
 
 
+def mps_control(host) -> dict:
+    """Where this environment's CUDA processes look for the MPS control daemon, and whether its pipe is there."""
+    path = (host.environ.get("CUDA_MPS_PIPE_DIRECTORY") or MPS_PIPES).rstrip("/") + "/control"
+    try:
+        found = host.stat(path)
+    except LookupError:  # replayed evidence from before this was recorded
+        return {"control": path, "listening": None}
+    return {"control": path, "listening": (found or {}).get("kind") == "fifo"}
+
+
 def exclusive(host) -> bool:
-    """Whether NVML says a GPU here admits one process at a time; False when it has not answered within NVML_WAIT_S."""
+    """Whether a GPU here admits one of gpudoctor's processes at a time: NVML names an exclusive compute mode (within
+    NVML_WAIT_S) and no MPS control daemon makes them its clients."""
+    if mps_control(host)["listening"]:
+        return False
     answer: dict = {}
     asking = threading.Thread(target=lambda: answer.update(host.nvml()), daemon=True, name="gputurn-nvml")
     asking.start()

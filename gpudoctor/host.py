@@ -47,6 +47,7 @@ RELEVANT_ENV = (
     "NVIDIA_REQUIRE_CUDA", "NVIDIA_DISABLE_REQUIRES", "KUBERNETES_SERVICE_HOST", "WSL_DISTRO_NAME", "WSL_INTEROP", "CONDA_PREFIX", "VIRTUAL_ENV",
     "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL",
     "CUDA_MODULE_LOADING", "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_HIP_ALLOC_CONF", "PYTORCH_ALLOC_CONF",
+    "CUDA_MPS_PIPE_DIRECTORY",
     "SLURM_JOB_ID", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE", "SLURM_GPUS", "SLURM_JOB_PARTITION", "PBS_JOBID", "LSB_JOBID",
 )
 
@@ -459,7 +460,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((st.S_ISCHR, "char"), (st.S_ISDIR, "dir"), (st.S_ISREG, "file"), (st.S_ISBLK, "block")):
+    for test, name in ((st.S_ISCHR, "char"), (st.S_ISDIR, "dir"), (st.S_ISREG, "file"), (st.S_ISBLK, "block"), (st.S_ISFIFO, "fifo")):
         if test(mode):
             return name
     return "other"

@@ -32,6 +32,7 @@ else:  # pragma: no cover - Python 3.9 and 3.10
 
 FRAMEWORKS = ("torch", "jax", "tensorflow", "cupy")
 XID_CLASSES = ("hardware", "driver", "application")
+COMPUTE_MODES = ("Default", "Exclusive_Process", "Prohibited")  # what `nvidia-smi -c` sets (Exclusive_Thread is gone)
 
 
 class PolicyError(ValueError):
@@ -57,6 +58,13 @@ def _text(value):
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected a non-empty string, got {value!r}")
     return value
+
+
+def _compute_mode(value):
+    mode = next((m for m in COMPUTE_MODES if isinstance(value, str) and value.lower() == m.lower()), None)
+    if mode is None:
+        raise ValueError(f"expected one of {', '.join(COMPUTE_MODES)}, got {value!r}")
+    return mode
 
 
 def _share(value):
@@ -126,7 +134,7 @@ def _xid_classes(value):
 
 SECTIONS = {
     "gpus": {"count": _int(0, 64), "model": _text, "memory_min_gib": _gib, "ecc": _bool, "mig": _bool,
-             "persistence": _bool, "pcie_gen": _int(1, 6), "pcie_width": _int(1, 32, (1, 2, 4, 8, 12, 16, 32)), "p2p": _bool},
+             "persistence": _bool, "compute_mode": _compute_mode, "pcie_gen": _int(1, 6), "pcie_width": _int(1, 32, (1, 2, 4, 8, 12, 16, 32)), "p2p": _bool},
     "driver": {"version": _specifier, "branch": _branch, "cuda": _specifier},
     "smoke": {"min_speed_share": _share},
     "checks": {"warnings_fail": _id_globs, "xid_classes": _xid_classes},

@@ -185,7 +185,21 @@ def test_compute_mode_keeps_processes_out(mode, status):
     ev = h200()
     nvml_device(ev, compute_mode=mode)
     result = judge(ev, "gpu.compute_mode")
-    assert result.status.value == status and result.fix == "sudo nvidia-smi -i 0 -c DEFAULT"
+    assert result.status.value == status and result.fix.splitlines()[0] == "sudo nvidia-smi -i 0 -c DEFAULT"
+
+
+def test_exclusive_process_under_mps_is_how_nvidia_sets_mps_up():
+    """NVIDIA's MPS guide starts its daemon after `nvidia-smi -i 0 -c EXCLUSIVE_PROCESS`, and "exclusive-mode
+    restrictions are applied to the MPS server, not MPS clients": with the daemon's control pipe where this
+    environment's processes look for it, nothing is turned away, and `-c DEFAULT` would be the wrong fix."""
+    ev = h200()
+    nvml_device(ev, compute_mode=3)
+    stat(ev, "/tmp/nvidia-mps/control", kind="fifo", mode="0o600")  # nvidia-cuda-mps-control -d makes it
+    result = judge(ev, "gpu.compute_mode")
+    assert result.status.value == "pass" and result.summary == (
+        "compute mode Exclusive_Process on 1 GPU(s), shared through MPS (its control daemon listens at /tmp/nvidia-mps/control)")
+    env(ev, CUDA_MPS_PIPE_DIRECTORY="/run/mps")  # the clients look elsewhere: they are not the daemon's
+    assert judge(ev, "gpu.compute_mode").status.value == "warn"
 
 
 # gpu.processes --------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ memory_min_gib = 140
 ecc = true
 mig = false
 persistence = true
+compute_mode = "Default"
 pcie_gen = 5
 pcie_width = 16
 p2p = true
@@ -86,7 +87,7 @@ def test_the_h200_capture_meets_a_policy_written_from_its_own_facts(tmp_path, h2
     found = results(document)
     assert {k: v["status"] for k, v in found.items()} == {
         "policy.gpu_count": "pass", "policy.gpu_model": "pass", "policy.gpu_memory": "pass", "policy.ecc": "pass", "policy.mig": "pass",
-        "policy.persistence": "pass", "policy.pcie": "pass", "policy.p2p": "pass", "policy.driver": "pass",
+        "policy.persistence": "pass", "policy.compute_mode": "pass", "policy.pcie": "pass", "policy.p2p": "pass", "policy.driver": "pass",
         "policy.driver_cuda": "pass", "policy.frameworks": "pass", "policy.smoke_speed": "pass", "policy.waivers": "skip"}, found
     assert code == 0
     assert document["facts"]["policy"]["path"].endswith("policy.toml")
@@ -110,6 +111,7 @@ def test_each_mismatch_is_named_on_the_h200(tmp_path, h200_report, capsys):
 [gpus]
 memory_min_gib = 160
 ecc = false
+compute_mode = "exclusive_process"
 pcie_width = 32
 [driver]
 branch = "570"
@@ -125,6 +127,9 @@ min_speed_share = 1.0
     assert "140.4 GiB, the policy wants at least 160" in found["policy.gpu_memory"]
     assert "ECC on, the policy wants it off" in found["policy.ecc"]
     assert "x16 < x32" in found["policy.pcie"]
+    assert found["policy.compute_mode"].endswith("GPU0 (0000:00:06.0): compute mode Default, the policy wants Exclusive_Process")
+    assert results(document)["policy.compute_mode"]["fix"].startswith("sudo nvidia-smi -i GPU-")  # by UUID
+    assert " -c EXCLUSIVE_PROCESS\n# the mode reverts" in results(document)["policy.compute_mode"]["fix"]
     assert found["policy.driver"] == "driver 580.159.04: branch 580, not 570"
     assert found["policy.driver_cuda"] == "the driver runs CUDA 13.0; the policy wants >=13.1"
     details = results(document)["policy.frameworks"]["details"]
@@ -208,10 +213,28 @@ BROKEN = [
     ("[[waive]]\nid = 'gpu.ecc'\nreason = 'x'\n", "policy.toml:1: waive[0]: a waiver needs until"),
     ("[gpus]\ncount = 1\n\n[[hosts]]\nmatch = 'a*'\n[hosts.gpus]\necc = 'yes'\n", "policy.toml:7: hosts[0].gpus.ecc: expected true or false, got 'yes'"),
     ("[[hosts]]\n[hosts.gpus]\ncount = 2\n", "policy.toml:1: hosts[0]: a [[hosts]] entry needs match"),
+    ("[gpus]\ncompute_mode = 'exclusive'\n", "policy.toml:2: gpus.compute_mode: expected one of Default, Exclusive_Process, Prohibited, got 'exclusive'"),
     ("[smoke]\nmin_speed_share = 80\n", "policy.toml:2: smoke.min_speed_share: expected a share between 0 and 1"),
     ("[checks]\nxid_classes = { 13 = 'user' }\n", "policy.toml:2: checks.xid_classes: expected one of hardware, driver, application for Xid 13, got 'user'"),
     ("gpu_count = 8\n", "policy.toml:1: gpu_count: unknown key (known here: checks, description, driver, gpus, hosts, python, smoke, waive)"),
 ]
+
+
+def test_a_node_in_the_compute_mode_its_policy_names_is_not_warned_about_it(tmp_path, h200_report, capsys):
+    """A fleet that runs one process per GPU (a Slurm site's rule, or MPS) says so once in its policy; gpu.compute_mode
+    then agrees instead of warning on every node. The H200's GPU set to Exclusive_Process, in NVML and nvidia-smi alike."""
+    document = json.loads(h200_report.read_text())
+    document["facts"]["nvml"]["devices"][0]["compute_mode"] = 3
+    document["facts"]["nvidia_smi"]["parsed"]["devices"][0]["compute_mode"] = 3
+    h200_report.write_text(json.dumps(document))
+    code, plain = run_check(capsys, "--from", h200_report, "--only", "gpu.compute_mode")
+    assert results(plain, "gpu.")["gpu.compute_mode"]["status"] == "warn"
+    assert 'compute_mode = "Exclusive_Process"' in results(plain, "gpu.")["gpu.compute_mode"]["fix"]
+    policy = write(tmp_path, '[gpus]\ncompute_mode = "Exclusive_Process"\n')
+    code, judged = run_check(capsys, "--from", h200_report, "--policy", policy, "--only", "gpu.compute_mode,policy")
+    found = {**results(judged), **results(judged, "gpu.")}
+    assert found["gpu.compute_mode"]["summary"] == "compute mode Exclusive_Process on every GPU, as the policy expects"
+    assert found["policy.compute_mode"]["status"] == "pass" and code == 0
 
 
 @pytest.mark.parametrize("text, message", BROKEN)

@@ -329,6 +329,7 @@ def test_on_a_gpu_that_admits_one_process_gpudoctors_own_processes_take_turns(st
     """JAX's facts (jax.devices() opens a context on every GPU), ONNX Runtime's CUDA session and each smoke test open
     contexts: none may meet another, and JAX's interpreter is not kept holding its contexts while torch trains."""
     monkeypatch.setenv("STAND_IN_GPU", str(tmp_path / "gpu0"))
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "no-mps"))  # no MPS daemon, on any machine
     stand_in("gpu", {"__init__.py": GPU})
     stand_in("jax", {"__init__.py": JAX.replace('return ["cpu:0"]', 'import gpu; gpu.open_context("jax facts"); return ["cuda:0"]'),
                      "numpy.py": 'import gpu\ngpu.open_context("jax smoke")\nraise ImportError("a stand-in")\n'})
@@ -389,21 +390,32 @@ def test_the_turn_goes_to_a_facts_question_before_a_smoke_test_that_came_earlier
     assert order == ["facts", "smoke"]
 
 
-def test_a_hung_nvml_delays_the_questions_that_open_contexts_by_a_few_seconds_at_most(monkeypatch):
+def test_a_hung_nvml_delays_the_questions_that_open_contexts_by_a_few_seconds_at_most(tmp_path, monkeypatch):
     """NVML that hangs (a GPU fallen off the bus) is driver.nvml's finding; the facts questions wait NVML_WAIT_S, then
     count the GPUs as shared, within python_envs's 10 s."""
     monkeypatch.setattr(gputurn, "NVML_WAIT_S", 0.3)
+    host = LiveHost(environ={"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)})  # no MPS daemon there, on any machine
 
-    class HungNvml:
-        def nvml(self, timeout=None):
-            time.sleep(5)
-            return exclusive_h200()
+    def hung(timeout=None):
+        time.sleep(5)
+        return exclusive_h200()
 
+    monkeypatch.setattr(host, "nvml", hung)
     start = time.monotonic()
-    assert gputurn.exclusive(HungNvml()) is False and time.monotonic() - start < 2
+    assert gputurn.exclusive(host) is False and time.monotonic() - start < 2
+    monkeypatch.setattr(host, "nvml", lambda timeout=None: exclusive_h200())
+    assert gputurn.exclusive(host) is True
 
-    class Answers:
-        def nvml(self, timeout=None):
-            return exclusive_h200()
 
-    assert gputurn.exclusive(Answers()) is True
+def test_under_mps_gpudoctors_processes_are_its_clients_and_need_no_turns(tmp_path, monkeypatch):
+    """The MPS control daemon's pipe (a real FIFO, where CUDA_MPS_PIPE_DIRECTORY points) makes every CUDA process its
+    client, and exclusive mode applies to the MPS server only (NVIDIA's MPS guide); the pipe is recorded as evidence."""
+    host = LiveHost(environ={"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)})
+    monkeypatch.setattr(host, "nvml", lambda timeout=None: exclusive_h200())
+    assert gputurn.exclusive(host) is True  # no daemon listens there yet
+    os.mkfifo(tmp_path / "control")
+    assert gputurn.exclusive(host) is False
+    assert host.evidence.data["stats"][f"{tmp_path}/control"]["kind"] == "fifo"
+    replayed = RecordedHost(Evidence(host.evidence.to_dict()))
+    assert gputurn.mps_control(replayed) == {"control": f"{tmp_path}/control", "listening": True}
+    assert gputurn.mps_control(RecordedHost(Evidence({}))) == {"control": "/tmp/nvidia-mps/control", "listening": None}
