@@ -15,7 +15,7 @@ from gpudoctor.gpus import COMPUTE_MODES, NO_MODULE, answering, bus_id, no_drive
 from gpudoctor.gputurn import EXCLUSIVE_MODES, mps_control
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import parse_p2p_matrix
-from gpudoctor.plugin import check, collector, fail, ok, skip, warn
+from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
 
 GIB = 1 << 30
 NVIDIA_VENDOR = "0x10de"
@@ -52,7 +52,7 @@ def collect_p2p(host) -> dict:
 
 @collector("mps")
 def collect_mps(host) -> dict:
-    """Whether the CUDA MPS control daemon listens where this environment's CUDA processes look for it."""
+    """Whether an MPS control daemon's socket is where this environment's CUDA processes look for it."""
     return mps_control(host)
 
 
@@ -352,25 +352,28 @@ def mig(gpus):
 @check("gpu.compute_mode", "Compute mode lets processes in", needs=("gpus",), uses=("mps", "policy"))
 def compute_mode(gpus, mps, policy):
     """Prohibited or exclusive compute modes turn processes away. Exclusive_Process is how NVIDIA's MPS guide sets
-    up a GPU for its daemon, whose clients share it, and a fleet's policy may name the mode its nodes run in."""
+    up a GPU for its daemon, whose clients share it; a fleet's policy may name the mode its nodes run in."""
     devices = answering(gpus)
+    wanted = ((policy or {}).get("gpus") or {}).get("compute_mode")
+    if wanted:  # the policy's mode is the expectation; policy.compute_mode judges it, with its fix
+        if all(COMPUTE_MODES.get(d.get("compute_mode")) == wanted for d in devices):
+            return ok(f"compute mode {wanted} on every GPU, as the policy expects")
+        raise Skip(f"the policy names compute mode {wanted}: see policy.compute_mode")
     odd = [d for d in devices if d.get("compute_mode") not in (None, 0)]
     if not odd:
         return ok("compute mode Default on every GPU")
     d = odd[0]
     mode = COMPUTE_MODES.get(d["compute_mode"], str(d["compute_mode"]))
-    wanted = ((policy or {}).get("gpus") or {}).get("compute_mode")
-    if wanted and all(COMPUTE_MODES.get(x.get("compute_mode")) == wanted for x in devices):
-        return ok(f"compute mode {wanted} on every GPU, as the policy expects")
-    ids = ",".join(str(x["index"]) for x in odd)
+    fix = f"sudo nvidia-smi -i {','.join(str(x['index']) for x in odd)} -c DEFAULT"
     if d["compute_mode"] == 2:
-        return fail(f"{d['label']} is in compute mode Prohibited: no CUDA process may use it", fix=f"sudo nvidia-smi -i {ids} -c DEFAULT")
-    if (mps or {}).get("listening") and all(x.get("compute_mode") in EXCLUSIVE_MODES for x in odd):
-        return ok(f"compute mode {mode} on {len(odd)} GPU(s), shared through MPS (its control daemon listens at {mps['control']})")
+        return fail(f"{d['label']} is in compute mode Prohibited: no CUDA process may use it", fix=fix)
+    if (mps or {}).get("found") and all(x.get("compute_mode") in EXCLUSIVE_MODES for x in odd):
+        return ok(f"compute mode {mode} on {len(odd)} GPU(s), with an MPS control daemon's socket at {mps['control']}: "
+                  "its clients share a GPU (NVIDIA's MPS setup)")
+    if mode == "Exclusive_Process":
+        fix += f"\n# where one process per GPU is this node's rule, say so in its policy: [gpus] compute_mode = \"{mode}\""
     return warn(f"{d['label']} is in compute mode {mode}: only one process may use it at a time "
-                "(a second rank or a notebook gets 'all CUDA-capable devices are busy')",
-                fix=f"sudo nvidia-smi -i {ids} -c DEFAULT\n"
-                    f"# where one process per GPU is this node's rule, say so in its policy: [gpus] compute_mode = \"{mode}\"")
+                "(a second rank or a notebook gets 'all CUDA-capable devices are busy')", fix=fix)
 
 
 @check("gpu.processes", "No other processes holding GPU memory", needs=("gpus",))

@@ -10,14 +10,13 @@ or was not recorded in replayed evidence. Checks of every area read answers thro
 from __future__ import annotations
 
 import re
+import time
 
 from gpudoctor import compat, gputurn
 from gpudoctor.plugin import Skip
 
 # The frameworks the smoke test trains with, one after another; their facts probe keeps its interpreter for it.
 SMOKED = ("torch", "jax", "tensorflow")
-# Facts found by opening a CUDA context on the GPUs: jax.devices() starts JAX's backend, ONNX Runtime runs a CUDA session
-OPENS_CONTEXT = ("jax", "onnxruntime")
 BROKEN = ("import_error", "crashed", "hung", "garbage", "not run")
 ALSO_NAMED = {"tensorflow": ("tensorflow-gpu", "tensorflow-cpu", "tf-nightly"), "cupy": ("cupy-cuda11x", "cupy-cuda12x", "cupy-cuda13x"),
               "onnxruntime": ("onnxruntime-gpu",)}
@@ -28,13 +27,26 @@ BUILD_CHECK = {"torch": "torch.build", "tensorflow": "tensorflow.build", "jax": 
 def ask_facts(host, python: str, what: str) -> dict:
     """A facts question (`env`, `torch`, ...) as every collector asks it, so whichever asks first asks it right.
 
-    A smoked framework keeps its interpreter for the smoke test. Where a GPU admits one process at a time, a
-    question that opens a CUDA context takes the GPU turn, ahead of any training, and its interpreter ends after
-    answering: its contexts would turn the next process away (gpudoctor/gputurn.py)."""
-    if what in OPENS_CONTEXT and gputurn.exclusive(host):
+    A smoked framework keeps its interpreter for the smoke test. A question that opens CUDA contexts takes the
+    GPU turn where they would turn another process away (gpudoctor/gputurn.py), within the run's limit."""
+    if what == "jax":
         with host.gpu_turn(first=True):
-            return host.probe(python, what)
+            answer = host.probe(python, what, keep=True)
+            if gputurn.exclusive(host):
+                host.release(python, what)
+        return answer
+    if what == "onnxruntime":
+        start = time.monotonic()
+        if gputurn.exclusive(host):
+            with host.gpu_turn(first=True):
+                return host.probe(python, what, timeout=_left(host, start))
+        return host.probe(python, what, timeout=_left(host, start))
     return host.probe(python, what, keep=what in SMOKED)
+
+
+def _left(host, start: float) -> float:
+    """The run's limit less what waiting for NVML and the turn took: the collector's deadline holds."""
+    return max(1.0, host.timeout - (time.monotonic() - start))
 
 
 def state(answer: dict | None, probe: str) -> str:

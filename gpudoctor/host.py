@@ -327,9 +327,9 @@ class LiveHost:
                 result, answer = self._ask(python, key, words, limit, keep)
             self.evidence.record("probes", f"{python} {what}", result.to_dict())
             return answer
-        return self._once(("probe", python, what), ask)
+        return self.once(("probe", python, what), ask)
 
-    def _once(self, key: tuple, find):
+    def once(self, key: tuple, find):
         """find()'s answer, found once per run: a second asker waits for the first one's."""
         with self._lock:
             asked = self._answered.get(key)
@@ -344,6 +344,13 @@ class LiveHost:
         finally:
             asked.done.set()
         return asked.answer
+
+    def release(self, python: str, framework: str) -> None:
+        """End the interpreter kept for `framework`'s next question, and what it holds (CUDA contexts, memory)."""
+        with self._lock:
+            worker = self._workers.pop((python, framework), None)
+        if worker is not None:
+            self._end_worker(worker)
 
     def _ask(self, python: str, key: tuple, words: tuple, timeout: float, keep: bool) -> tuple[CommandResult, dict]:
         """The question's run as recorded, and its answer."""
@@ -390,7 +397,7 @@ class LiveHost:
             info = nvml_answer(self._execute((sys.executable, "-m", "gpudoctor.nvml_probe"), timeout))
             self.evidence.put("nvml", info)
             return info
-        return self._once(("nvml",), ask)
+        return self.once(("nvml",), ask)
 
 
 def nvml_answer(result: CommandResult) -> dict:
@@ -460,7 +467,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((st.S_ISCHR, "char"), (st.S_ISDIR, "dir"), (st.S_ISREG, "file"), (st.S_ISBLK, "block"), (st.S_ISFIFO, "fifo")):
+    for test, name in ((st.S_ISCHR, "char"), (st.S_ISDIR, "dir"), (st.S_ISREG, "file"), (st.S_ISBLK, "block"),
+                       (st.S_ISSOCK, "socket"), (st.S_ISFIFO, "fifo")):
         if test(mode):
             return name
     return "other"
@@ -549,6 +557,13 @@ class RecordedHost:
 
     def realpath(self, path: str) -> str:
         return self._lookup("realpaths", path)
+
+    def once(self, key: tuple, find):
+        """Replayed answers do not change: each found again."""
+        return find()
+
+    def release(self, python: str, framework: str) -> None:
+        """No interpreter runs in replay."""
 
     def probe(self, python: str, what: str, timeout: float | None = None, keep: bool = False) -> dict:
         data = self.evidence.get("probes", f"{python} {what}")

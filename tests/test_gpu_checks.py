@@ -190,16 +190,19 @@ def test_compute_mode_keeps_processes_out(mode, status):
 
 def test_exclusive_process_under_mps_is_how_nvidia_sets_mps_up():
     """NVIDIA's MPS guide starts its daemon after `nvidia-smi -i 0 -c EXCLUSIVE_PROCESS`, and "exclusive-mode
-    restrictions are applied to the MPS server, not MPS clients": with the daemon's control pipe where this
-    environment's processes look for it, nothing is turned away, and `-c DEFAULT` would be the wrong fix."""
+    restrictions are applied to the MPS server, not MPS clients" (an MPS node in NVIDIA's own report shows
+    "E. Process": kubernetes-sigs/dra-driver-nvidia-gpu#889). With the daemon's socket where this environment's
+    processes look for it, nothing is turned away, and `-c DEFAULT` would be the wrong fix."""
     ev = h200()
     nvml_device(ev, compute_mode=3)
-    stat(ev, "/tmp/nvidia-mps/control", kind="fifo", mode="0o600")  # nvidia-cuda-mps-control -d makes it
+    stat(ev, "/tmp/nvidia-mps/control", kind="socket", mode="0o777")  # "Starting control daemon using socket ..."
     result = judge(ev, "gpu.compute_mode")
     assert result.status.value == "pass" and result.summary == (
-        "compute mode Exclusive_Process on 1 GPU(s), shared through MPS (its control daemon listens at /tmp/nvidia-mps/control)")
+        "compute mode Exclusive_Process on 1 GPU(s), with an MPS control daemon's socket at /tmp/nvidia-mps/control: "
+        "its clients share a GPU (NVIDIA's MPS setup)")
     env(ev, CUDA_MPS_PIPE_DIRECTORY="/run/mps")  # the clients look elsewhere: they are not the daemon's
-    assert judge(ev, "gpu.compute_mode").status.value == "warn"
+    result = judge(ev, "gpu.compute_mode")
+    assert result.status.value == "warn" and result.fix.splitlines()[1].endswith('[gpus] compute_mode = "Exclusive_Process"')
 
 
 # gpu.processes --------------------------------------------------------------------------------

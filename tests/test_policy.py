@@ -235,6 +235,11 @@ def test_a_node_in_the_compute_mode_its_policy_names_is_not_warned_about_it(tmp_
     found = {**results(judged), **results(judged, "gpu.")}
     assert found["gpu.compute_mode"]["summary"] == "compute mode Exclusive_Process on every GPU, as the policy expects"
     assert found["policy.compute_mode"]["status"] == "pass" and code == 0
+    default = write(tmp_path, '[gpus]\ncompute_mode = "Default"\n', "default.toml")
+    code, judged = run_check(capsys, "--from", h200_report, "--policy", default, "--only", "gpu.compute_mode,policy")
+    found = {**results(judged), **results(judged, "gpu.")}  # one verdict and one fix, the policy's
+    assert found["gpu.compute_mode"]["status"] == "skip" and found["gpu.compute_mode"]["summary"].endswith("see policy.compute_mode")
+    assert found["policy.compute_mode"]["fix"].startswith("sudo nvidia-smi -i GPU-") and " -c DEFAULT\n" in found["policy.compute_mode"]["fix"]
 
 
 @pytest.mark.parametrize("text, message", BROKEN)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import sys
 import textwrap
 import threading
@@ -69,6 +70,18 @@ JAX = """
     def default_backend(): return "cpu"
     def devices(*args): return ["cpu:0"]
 """
+
+
+def h200_nvml(compute_mode: int = 0) -> dict:
+    """NVML's answer from the real H200 (third run, compute mode Default), so that no test depends on this machine's."""
+    nvml = json.loads((FIXTURES / "h200-firecracker-2026-11-27-third-run" / "evidence.json").read_text())["nvml"]
+    nvml["devices"][0]["compute_mode"] = compute_mode
+    return nvml
+
+
+def exclusive_h200() -> dict:
+    """The same, its GPU set to Exclusive_Process as `nvidia-smi -c 3` would."""
+    return h200_nvml(3)
 
 
 def facts_then_smoke() -> tuple[LiveHost, dict, dict]:
@@ -222,6 +235,7 @@ def test_frameworks_train_one_at_a_time_in_the_order_their_imports_finish(stand_
         raise ImportError("a stand-in")
     """})
     host = LiveHost(options={"python": [PY], "smoke": {"device": "cpu", "steps": 5, "frameworks": ["torch", "jax"]}})
+    host.nvml = lambda timeout=None: h200_nvml()  # Default mode: JAX keeps its interpreter for its smoke test
     try:
         _, facts, _ = run_checks(load_plugins(external=False), host, Selection(only=frozenset({"smoke"})))
     finally:
@@ -318,11 +332,6 @@ GPU = """
 """
 
 
-def exclusive_h200() -> dict:
-    """NVML's answer from the real H200 (third run), its GPU set to Exclusive_Process as `nvidia-smi -c 3` would."""
-    nvml = json.loads((FIXTURES / "h200-firecracker-2026-11-27-third-run" / "evidence.json").read_text())["nvml"]
-    nvml["devices"][0]["compute_mode"] = 3
-    return nvml
 
 
 def test_on_a_gpu_that_admits_one_process_gpudoctors_own_processes_take_turns(stand_in, tmp_path, monkeypatch):
@@ -390,32 +399,53 @@ def test_the_turn_goes_to_a_facts_question_before_a_smoke_test_that_came_earlier
     assert order == ["facts", "smoke"]
 
 
-def test_a_hung_nvml_delays_the_questions_that_open_contexts_by_a_few_seconds_at_most(tmp_path, monkeypatch):
-    """NVML that hangs (a GPU fallen off the bus) is driver.nvml's finding; the facts questions wait NVML_WAIT_S, then
-    count the GPUs as shared, within python_envs's 10 s."""
-    monkeypatch.setattr(gputurn, "NVML_WAIT_S", 0.3)
-    host = LiveHost(environ={"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)})  # no MPS daemon there, on any machine
+def test_a_hung_nvml_costs_the_facts_questions_nothing_past_the_runs_limit(stand_in, tmp_path, monkeypatch):
+    """NVML that hangs (a GPU fallen off the bus) is driver.nvml's finding. Whether the GPUs are exclusive is then
+    unknown for NVML_WAIT_S, and counts as not; ONNX Runtime's question, which waited for it, gets only what is left
+    of the run's limit, so python_envs still answers within its deadline (the limit plus 1 s) with the hang named."""
+    monkeypatch.setattr(gputurn, "NVML_WAIT_S", 1.5)
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "no-mps"))  # no MPS daemon, on any machine
+    stand_in("onnxruntime", {"__init__.py": "import time\ntime.sleep(60)\n"})  # an import that stalls, as the GPU does
+    host = LiveHost(timeout=3, options={"python": [PY]})
 
     def hung(timeout=None):
-        time.sleep(5)
-        return exclusive_h200()
+        time.sleep(8)
+        return exclusive_h200()  # too late to count
 
     monkeypatch.setattr(host, "nvml", hung)
-    start = time.monotonic()
-    assert gputurn.exclusive(host) is False and time.monotonic() - start < 2
-    monkeypatch.setattr(host, "nvml", lambda timeout=None: exclusive_h200())
+    try:
+        results, facts, _ = run_checks(load_plugins(external=False), host, Selection(only=frozenset({"python"})), timeout=3)
+    finally:
+        host.close()
+    assert not [r.id for r in results if r.status.value == "error"]
+    ort = facts["python_envs"]["interpreters"][0]["onnxruntime"]
+    assert ort["failure"] == "hung" and "timed out at its 1.5 s limit" in ort["message"], ort
+    assert gputurn.exclusive(host) is False  # decided once, as it was decided then
+
+
+def test_the_exclusive_mode_is_read_from_nvml(tmp_path):
+    host = LiveHost(environ={"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)})  # no MPS daemon there, on any machine
+    host.nvml = lambda timeout=None: exclusive_h200()
     assert gputurn.exclusive(host) is True
 
 
-def test_under_mps_gpudoctors_processes_are_its_clients_and_need_no_turns(tmp_path, monkeypatch):
-    """The MPS control daemon's pipe (a real FIFO, where CUDA_MPS_PIPE_DIRECTORY points) makes every CUDA process its
-    client, and exclusive mode applies to the MPS server only (NVIDIA's MPS guide); the pipe is recorded as evidence."""
-    host = LiveHost(environ={"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)})
-    monkeypatch.setattr(host, "nvml", lambda timeout=None: exclusive_h200())
-    assert gputurn.exclusive(host) is True  # no daemon listens there yet
-    os.mkfifo(tmp_path / "control")
-    assert gputurn.exclusive(host) is False
-    assert host.evidence.data["stats"][f"{tmp_path}/control"]["kind"] == "fifo"
+def mps_daemon_socket(folder) -> socket.socket:
+    """What `nvidia-cuda-mps-control -d` leaves in its pipe directory: a listening UNIX socket named `control`
+    ("Starting control daemon using socket /tmp/nvidia-mps/control", NVIDIA/k8s-device-plugin#762)."""
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listening.bind(str(folder / "control"))
+    listening.listen(1)
+    return listening
+
+
+def test_under_mps_gpudoctors_processes_are_its_clients_and_need_no_turns(tmp_path):
+    """An MPS control daemon's socket where CUDA_MPS_PIPE_DIRECTORY points makes every CUDA process its client, and
+    exclusive mode applies to the MPS server only (NVIDIA's MPS guide); the socket is recorded as evidence."""
+    with mps_daemon_socket(tmp_path):
+        host = LiveHost(environ={"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)})
+        host.nvml = lambda timeout=None: exclusive_h200()
+        assert gputurn.exclusive(host) is False
+    assert host.evidence.data["stats"][f"{tmp_path}/control"]["kind"] == "socket"
     replayed = RecordedHost(Evidence(host.evidence.to_dict()))
-    assert gputurn.mps_control(replayed) == {"control": f"{tmp_path}/control", "listening": True}
-    assert gputurn.mps_control(RecordedHost(Evidence({}))) == {"control": "/tmp/nvidia-mps/control", "listening": None}
+    assert gputurn.mps_control(replayed) == {"control": f"{tmp_path}/control", "found": True}
+    assert gputurn.mps_control(RecordedHost(Evidence({}))) == {"control": "/tmp/nvidia-mps/control", "found": None}
