@@ -11,11 +11,11 @@ from gpudoctor.context import (
     request_gpus,
     wsl,
 )
-from gpudoctor.gpus import COMPUTE_MODES, NO_MODULE, answering, bus_id, no_driver
+from gpudoctor.gpus import COMPUTE_MODES, NO_MODULE, answering, bus_id, compute_mode_fix, no_driver
 from gpudoctor.gputurn import EXCLUSIVE_MODES, mps_control
 from gpudoctor.host import NOT_RECORDED, NotRecorded
 from gpudoctor.parsers import parse_p2p_matrix
-from gpudoctor.plugin import Skip, check, collector, fail, ok, skip, warn
+from gpudoctor.plugin import check, collector, fail, ok, skip, warn
 
 GIB = 1 << 30
 NVIDIA_VENDOR = "0x10de"
@@ -355,10 +355,14 @@ def compute_mode(gpus, mps, policy):
     up a GPU for its daemon, whose clients share it; a fleet's policy may name the mode its nodes run in."""
     devices = answering(gpus)
     wanted = ((policy or {}).get("gpus") or {}).get("compute_mode")
-    if wanted:  # the policy's mode is the expectation; policy.compute_mode judges it, with its fix
-        if all(COMPUTE_MODES.get(d.get("compute_mode")) == wanted for d in devices):
+    if wanted:  # the policy's mode is the expectation, with policy.compute_mode's fix
+        other = [d for d in devices if COMPUTE_MODES.get(d.get("compute_mode")) != wanted]
+        if not other:
             return ok(f"compute mode {wanted} on every GPU, as the policy expects")
-        raise Skip(f"the policy names compute mode {wanted}: see policy.compute_mode")
+        d = other[0]
+        found = fail if d.get("compute_mode") == 2 else warn
+        return found(f"{d['label']} is in compute mode {COMPUTE_MODES.get(d.get('compute_mode'), 'not reported')}; "
+                     f"the policy names {wanted}", fix=compute_mode_fix([x.get("uuid") or str(x["index"]) for x in other], wanted))
     odd = [d for d in devices if d.get("compute_mode") not in (None, 0)]
     if not odd:
         return ok("compute mode Default on every GPU")

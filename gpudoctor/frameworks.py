@@ -27,26 +27,24 @@ BUILD_CHECK = {"torch": "torch.build", "tensorflow": "tensorflow.build", "jax": 
 def ask_facts(host, python: str, what: str) -> dict:
     """A facts question (`env`, `torch`, ...) as every collector asks it, so whichever asks first asks it right.
 
-    A smoked framework keeps its interpreter for the smoke test. A question that opens CUDA contexts takes the
-    GPU turn where they would turn another process away (gpudoctor/gputurn.py), within the run's limit."""
+    A smoked framework keeps its interpreter for the smoke test. A question that opens CUDA contexts holds the GPU
+    turn (gpudoctor/gputurn.py); one that waited for it gets what is left of the run's limit, or is not asked."""
     if what == "jax":
-        with host.gpu_turn(first=True):
-            answer = host.probe(python, what, keep=True)
-            if gputurn.exclusive(host):
-                host.release(python, what)
-        return answer
+        with host.gpu_turn.shared():
+            return host.probe(python, what, keep=lambda: not gputurn.exclusive(host))
     if what == "onnxruntime":
         start = time.monotonic()
-        if gputurn.exclusive(host):
-            with host.gpu_turn(first=True):
-                return host.probe(python, what, timeout=_left(host, start))
-        return host.probe(python, what, timeout=_left(host, start))
+        if not gputurn.exclusive(host):
+            return host.probe(python, what, timeout=_left(host, start))
+        with host.gpu_turn(first=True):
+            return host.probe(python, what, timeout=_left(host, start))
     return host.probe(python, what, keep=what in SMOKED)
 
 
 def _left(host, start: float) -> float:
-    """The run's limit less what waiting for NVML and the turn took: the collector's deadline holds."""
-    return max(1.0, host.timeout - (time.monotonic() - start))
+    """The run's limit less the wait since `start`, so that the collector's deadline holds; nothing under 1 s."""
+    left = host.timeout - (time.monotonic() - start)
+    return left if left >= 1.0 else 0.0
 
 
 def state(answer: dict | None, probe: str) -> str:

@@ -17,6 +17,13 @@ NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
 COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}  # NVML's nvmlComputeMode_t
 
 
+def compute_mode_fix(ids: list[str], mode: str) -> str:
+    """Set these GPUs (by UUID or index) to `mode`; it does not outlast the driver letting go of a GPU."""
+    return ("\n".join(f"sudo nvidia-smi -i {gpu} -c {mode.upper()}" for gpu in ids)
+            + "\n# the mode reverts when the driver lets go of the GPU (NVIDIA's Driver Persistence guide): "
+              "keep nvidia-persistenced running, and set it at boot")
+
+
 def no_driver(driver: dict | None, nvml: dict | None) -> bool:
     """True when neither the kernel (/proc, /sys) nor NVML shows an NVIDIA driver.
 

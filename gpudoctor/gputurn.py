@@ -3,15 +3,16 @@
 A smoke test may take most of a GPU's memory, so frameworks train one at a time. On a GPU in an
 exclusive compute mode (Exclusive_Process; Exclusive_Thread before Volta) one process's CUDA context
 turns every other away with "CUDA-capable device(s) is/are busy or unavailable" (CUDA error 46;
-NVML: "only one context per device"). So the facts questions that open a context on the GPUs take
-the turn too, ahead of any training (the python_envs collector has the run's 10 s, a smoke test
-110 s): JAX's, whose backend starts when the probe asks for it, always, so that it never waits for
-NVML's answer; ONNX Runtime's CUDA session only where NVML names an exclusive mode. There JAX's
-interpreter ends after its facts instead of waiting for the smoke test with its contexts open.
-Facts that open no context (torch's device count and properties, TF's physical devices, CuPy's
-counts) never wait. Where an MPS control daemon's socket is where this environment's processes look
-for it, they are its clients and share the GPU: "exclusive-mode restrictions are applied to the MPS
-server, not MPS clients" (NVIDIA's MPS guide, which sets EXCLUSIVE_PROCESS for it).
+NVML: "only one context per device"). So the facts questions that open contexts on the GPUs hold the
+turn too, and go before any training (the python_envs collector has the run's 10 s, a smoke test
+110 s): JAX's facts, whose backend starts when the probe asks for it, share it with each other in
+every mode, so they start at once, before NVML has answered; ONNX Runtime's CUDA session holds it
+alone where NVML names an exclusive mode. There JAX's interpreter ends after its facts instead of
+waiting for the smoke test with its contexts open. Facts that open no context (torch's device count
+and properties, TF's physical devices, CuPy's counts) never wait. Where an MPS control daemon's
+socket is where this environment's processes look for it, and this user may write to it, they
+connect to it as its clients: "exclusive-mode restrictions are applied to the MPS server, not MPS
+clients" (NVIDIA's MPS guide, which sets EXCLUSIVE_PROCESS for it).
 """
 
 from __future__ import annotations
@@ -26,43 +27,61 @@ MPS_KINDS = ("socket", "fifo")  # its `control` file: a UNIX socket ("Starting c
 
 
 class Turn:
-    """One holder at a time; a waiter that is `first` goes before those that are not."""
+    """Who uses the GPUs now: facts questions share it and go first; a holder alone (a training, or a question that
+    opens contexts where one process is allowed) waits for them, `first` ones before the rest."""
 
     def __init__(self):
         self._changed = threading.Condition()
-        self._held = False
-        self._first_waiting = 0
+        self._alone = False
+        self._sharing = 0
+        self._waiting = {"shared": 0, "first": 0}
 
     @contextmanager
-    def __call__(self, first: bool = False):
+    def shared(self):
         with self._changed:
-            self._first_waiting += first
-            self._changed.wait_for(lambda: not self._held and (first or not self._first_waiting))
-            self._first_waiting -= first
-            self._held = True
+            self._waiting["shared"] += 1
+            self._changed.wait_for(lambda: not self._alone)
+            self._waiting["shared"] -= 1
+            self._sharing += 1
         try:
             yield
         finally:
             with self._changed:
-                self._held = False
+                self._sharing -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def __call__(self, first: bool = False):
+        with self._changed:
+            self._waiting["first"] += first
+            self._changed.wait_for(lambda: not (self._alone or self._sharing or self._waiting["shared"])
+                                   and (first or not self._waiting["first"]))
+            self._waiting["first"] -= first
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._alone = False
                 self._changed.notify_all()
 
 
 def mps_control(host) -> dict:
-    """Where this environment's CUDA processes look for the MPS control daemon, and whether its socket is there
-    (`found`; None in replayed evidence from before it was recorded). A daemon killed outright leaves it behind."""
+    """Where this environment's CUDA processes look for the MPS control daemon, and whether its socket is there for
+    this user to write to (`found`; None in replayed evidence from before it was recorded). A daemon killed outright
+    leaves its socket behind: that is not told apart."""
     path = (host.environ.get("CUDA_MPS_PIPE_DIRECTORY") or MPS_PIPES).rstrip("/") + "/control"
     try:
         found = host.stat(path)
     except LookupError:
         return {"control": path, "found": None}
-    return {"control": path, "found": (found or {}).get("kind") in MPS_KINDS}
+    return {"control": path, "found": (found or {}).get("kind") in MPS_KINDS and bool((found or {}).get("writable"))}
 
 
 def exclusive(host) -> bool:
     """Whether a GPU here admits one of gpudoctor's processes at a time: NVML names an exclusive compute mode and no
     MPS control daemon makes them its clients. Decided once per run; NVML silent for NVML_WAIT_S counts as shared."""
-    return host.once(("exclusive",), lambda: _exclusive(host))
+    return host.once(("exclusive",), lambda: _exclusive(host)) is True
 
 
 def _exclusive(host) -> bool:

@@ -308,14 +308,15 @@ class LiveHost:
         return path
 
     # -- probes in other interpreters -------------------------------------------------
-    def probe(self, python: str, what: str, timeout: float | None = None, keep: bool = False) -> dict:
+    def probe(self, python: str, what: str, timeout: float | None = None, keep=False) -> dict:
         """Ask gpudoctor's probe (`env`, `torch`, `smoke torch cuda 30`) inside `python`; its facts, or why there are none.
 
         Questions about one framework in one interpreter go to one worker process, one at a time, and each is
         answered once per run: a second asker waits for the first one's answer, never behind other questions.
-        `keep` leaves the worker running for the next question (the smoke test after the facts), so the framework
-        is imported once; a worker whose framework did not import is never kept (a half-done import poisons the
-        next). Otherwise it ends after answering, and frees what it held."""
+        `keep` (or keep(), asked once the answer is in) leaves the worker running for the next question (the smoke
+        test after the facts), so the framework is imported once; a worker whose framework did not import is never
+        kept (a half-done import poisons the next). Otherwise it ends after answering, and frees what it held, and
+        how it ended is part of the record. A question left no time (`timeout` <= 0) is not asked."""
         words = tuple(what.split())
         key = (python, words[1] if words[0] == "smoke" and len(words) > 1 else words[0])
         limit = self.timeout if timeout is None else timeout
@@ -345,15 +346,11 @@ class LiveHost:
             asked.done.set()
         return asked.answer
 
-    def release(self, python: str, framework: str) -> None:
-        """End the interpreter kept for `framework`'s next question, and what it holds (CUDA contexts, memory)."""
-        with self._lock:
-            worker = self._workers.pop((python, framework), None)
-        if worker is not None:
-            self._end_worker(worker)
-
-    def _ask(self, python: str, key: tuple, words: tuple, timeout: float, keep: bool) -> tuple[CommandResult, dict]:
+    def _ask(self, python: str, key: tuple, words: tuple, timeout: float, keep) -> tuple[CommandResult, dict]:
         """The question's run as recorded, and its answer."""
+        if timeout <= 0:
+            result = CommandResult((python, PROBE_SCRIPT, *words), None, error="not asked: its share of the run's limit was spent waiting")
+            return result, probe_answer(result)
         with self._lock:
             worker = self._workers.pop(key, None)
         if worker is not None and not worker.alive:  # killed since (an abandoned run): never blame it on the probe
@@ -365,7 +362,7 @@ class LiveHost:
             return result, probe_answer(result)
         result = worker.ask(words, timeout)
         answer = probe_answer(result)
-        if keep and worker.alive and not answer.get("failure") and not answer.get("failed"):
+        if worker.alive and not answer.get("failure") and not answer.get("failed") and (keep() if callable(keep) else keep):
             with self._lock:
                 self._workers[key] = worker
             return result, answer
@@ -562,10 +559,7 @@ class RecordedHost:
         """Replayed answers do not change: each found again."""
         return find()
 
-    def release(self, python: str, framework: str) -> None:
-        """No interpreter runs in replay."""
-
-    def probe(self, python: str, what: str, timeout: float | None = None, keep: bool = False) -> dict:
+    def probe(self, python: str, what: str, timeout: float | None = None, keep=False) -> dict:
         data = self.evidence.get("probes", f"{python} {what}")
         if data is not None and "answer" in data:  # a capture that recorded the answer, not the run
             tail = (data.get("stderr") or "").strip().splitlines()[-15:]

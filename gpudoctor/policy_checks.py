@@ -16,7 +16,7 @@ from packaging.version import InvalidVersion, Version
 
 from gpudoctor import fixes
 from gpudoctor.frameworks import state
-from gpudoctor.gpus import COMPUTE_MODES, answering_gpus, driver_cuda, gpu_devices, no_driver
+from gpudoctor.gpus import COMPUTE_MODES, answering_gpus, compute_mode_fix, driver_cuda, gpu_devices, no_driver
 from gpudoctor.models import Result, Status
 from gpudoctor.plugin import Check, Skip, check, collector, fail, ok, skip, spec_of, warn
 from gpudoctor.loader import Plugin
@@ -123,9 +123,7 @@ def _gpu_checks(policy: Policy) -> list[Check]:
         made.append(_per_gpu("policy.compute_mode", f"Compute mode {want}", "[gpus] compute_mode", policy,
                              lambda d: None if COMPUTE_MODES.get(d.get("compute_mode")) == want
                              else f"compute mode {COMPUTE_MODES.get(d.get('compute_mode'), 'not reported')}, the policy wants {want}",
-                             lambda bad: "\n".join(f"sudo nvidia-smi -i {gpu} -c {want.upper()}" for gpu in _ids(bad))
-                             + "\n# the mode reverts when the driver lets go of the GPU (NVIDIA's Driver Persistence guide): "
-                               "keep nvidia-persistenced running, and set it at boot"))
+                             lambda bad: compute_mode_fix(_ids(bad), want)))
     if "pcie_gen" in gpus or "pcie_width" in gpus:
         made.append(_per_gpu("policy.pcie", _pcie_title(gpus), "[gpus] pcie_gen/pcie_width", policy, lambda d: _pcie_short(d, gpus),
                              lambda bad: f"sudo lspci -vv {'-s ' + bad[0]['bus'] if bad[0].get('bus') else '-d 10de:'} | grep -e LnkCap -e LnkSta   # what the slot and GPU negotiated\n"

@@ -200,6 +200,9 @@ def test_exclusive_process_under_mps_is_how_nvidia_sets_mps_up():
     assert result.status.value == "pass" and result.summary == (
         "compute mode Exclusive_Process on 1 GPU(s), with an MPS control daemon's socket at /tmp/nvidia-mps/control: "
         "its clients share a GPU (NVIDIA's MPS setup)")
+    stat(ev, "/tmp/nvidia-mps/control", kind="socket", mode="0o755", writable=False)  # this user cannot connect
+    assert judge(ev, "gpu.compute_mode").status.value == "warn"
+    stat(ev, "/tmp/nvidia-mps/control", kind="socket", mode="0o777")
     env(ev, CUDA_MPS_PIPE_DIRECTORY="/run/mps")  # the clients look elsewhere: they are not the daemon's
     result = judge(ev, "gpu.compute_mode")
     assert result.status.value == "warn" and result.fix.splitlines()[1].endswith('[gpus] compute_mode = "Exclusive_Process"')

@@ -237,9 +237,15 @@ def test_a_node_in_the_compute_mode_its_policy_names_is_not_warned_about_it(tmp_
     assert found["policy.compute_mode"]["status"] == "pass" and code == 0
     default = write(tmp_path, '[gpus]\ncompute_mode = "Default"\n', "default.toml")
     code, judged = run_check(capsys, "--from", h200_report, "--policy", default, "--only", "gpu.compute_mode,policy")
-    found = {**results(judged), **results(judged, "gpu.")}  # one verdict and one fix, the policy's
-    assert found["gpu.compute_mode"]["status"] == "skip" and found["gpu.compute_mode"]["summary"].endswith("see policy.compute_mode")
-    assert found["policy.compute_mode"]["fix"].startswith("sudo nvidia-smi -i GPU-") and " -c DEFAULT\n" in found["policy.compute_mode"]["fix"]
+    found = {**results(judged), **results(judged, "gpu.")}  # judged against the policy's mode, with one fix
+    assert found["gpu.compute_mode"]["summary"] == "GPU0 (0000:00:06.0) is in compute mode Exclusive_Process; the policy names Default"
+    assert found["gpu.compute_mode"]["fix"].startswith("sudo nvidia-smi -i GPU-") and " -c DEFAULT\n" in found["gpu.compute_mode"]["fix"]
+    assert found["policy.compute_mode"]["fix"].startswith(found["gpu.compute_mode"]["fix"])  # then the policy's own alternative
+    document["facts"]["nvml"]["devices"][0]["compute_mode"] = 2  # Prohibited, judged without policy.compute_mode
+    document["facts"]["nvidia_smi"]["parsed"]["devices"][0]["compute_mode"] = 2
+    h200_report.write_text(json.dumps(document))
+    code, judged = run_check(capsys, "--from", h200_report, "--policy", policy, "--only", "gpu.compute_mode")
+    assert results(judged, "gpu.")["gpu.compute_mode"]["status"] == "fail" and code == 1
 
 
 @pytest.mark.parametrize("text, message", BROKEN)

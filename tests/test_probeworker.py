@@ -23,6 +23,7 @@ from evidence_helpers import FIXTURES
 
 from gpudoctor import gputurn
 from gpudoctor.evidence import Evidence
+from gpudoctor.frameworks import ask_facts
 from gpudoctor.gputurn import Turn
 from gpudoctor.host import PROBE_MARK, LiveHost, RecordedHost
 from gpudoctor.loader import load_plugins
@@ -84,6 +85,16 @@ def exclusive_h200() -> dict:
     return h200_nvml(3)
 
 
+SEGFAULT_ON_EXIT = """
+import atexit, os, signal, sys
+def _teardown():
+    sys.stderr.write("Segmentation fault in a CUDA library's teardown\\n")
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGSEGV)
+atexit.register(_teardown)
+"""
+
+
 def facts_then_smoke() -> tuple[LiveHost, dict, dict]:
     """JAX's facts probe, then its smoke test in the same interpreter, as python_envs and the smoke collector ask them."""
     host = LiveHost()
@@ -96,6 +107,7 @@ def facts_then_smoke() -> tuple[LiveHost, dict, dict]:
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed here (CI installs torch==2.13.0)")
 def test_the_smoke_test_trains_in_the_interpreter_that_imported_torch_for_its_facts():
     host = LiveHost(options={"python": [PY], "smoke": {"device": "cpu", "steps": 5, "frameworks": ["torch"]}})
+    host.nvml = lambda timeout=None: h200_nvml()  # the GPUs' mode from the recording, not this machine
     try:
         results, facts, _ = run_checks(load_plugins(external=False), host, Selection(only=frozenset({"python", "torch", "smoke"})))
     finally:
@@ -227,8 +239,12 @@ def test_frameworks_train_one_at_a_time_in_the_order_their_imports_finish(stand_
             raise AttributeError(name)
         open({str(log)!r}, "a").write(f"torch-imported {{time.time()}}\\n")
     """})
-    stand_in("jax", {"__init__.py": JAX, "numpy.py": f"""
-        import time
+    stand_in("jax", {"__init__.py": JAX + f"""
+    import os
+    open({str(log)!r}, "a").write(f"jax-imported-in {{os.getpid()}}\\n")
+""", "numpy.py": f"""
+        import os, time
+        open({str(log)!r}, "a").write(f"jax-smoke-in {{os.getpid()}}\\n")
         open({str(log)!r}, "a").write(f"jax-smoke-start {{time.time()}}\\n")
         time.sleep(1.0)
         open({str(log)!r}, "a").write(f"jax-smoke-end {{time.time()}}\\n")
@@ -243,6 +259,7 @@ def test_frameworks_train_one_at_a_time_in_the_order_their_imports_finish(stand_
     times = {line.split()[0]: float(line.split()[1]) for line in log.read_text().splitlines()}
     assert times["jax-smoke-start"] < times["torch-imported"]  # JAX trained while torch was still importing
     assert times["torch-smoke-start"] >= times["jax-smoke-end"]  # and torch waited for it to finish
+    assert times["jax-imported-in"] == times["jax-smoke-in"]  # JAX trained in the interpreter of its facts
     assert [run["framework"] for run in facts["smoke"]["runs"]] == ["torch", "jax"]  # reported in the usual order
     assert "backends" in facts["smoke"]["runs"][0]["answer"]["failed"] and "stand-in" in facts["smoke"]["runs"][1]["answer"]["failed"]
 
@@ -281,15 +298,7 @@ def test_a_second_asker_gets_the_answer_without_waiting_behind_the_smoke_test(st
 def test_a_crash_on_the_way_out_is_recorded_as_a_one_off_command_would_record_it(stand_in):
     """A library that segfaults in its teardown (after the answer was written) crashed the one-off command; an
     interpreter that is not kept ends the same way, and its exit code and last words are kept."""
-    stand_in("cupy", {"__init__.py": """
-        import atexit, os, signal, sys
-        __version__ = "0.0.stand-in"
-        def _teardown():
-            sys.stderr.write("Segmentation fault in a CUDA library's teardown\\n")
-            sys.stderr.flush()
-            os.kill(os.getpid(), signal.SIGSEGV)
-        atexit.register(_teardown)
-    """})
+    stand_in("cupy", {"__init__.py": '__version__ = "0.0.stand-in"\n' + SEGFAULT_ON_EXIT})
     host = LiveHost()
     answer = host.probe(PY, "cupy")
     host.close()
@@ -449,3 +458,67 @@ def test_under_mps_gpudoctors_processes_are_its_clients_and_need_no_turns(tmp_pa
     replayed = RecordedHost(Evidence(host.evidence.to_dict()))
     assert gputurn.mps_control(replayed) == {"control": f"{tmp_path}/control", "found": True}
     assert gputurn.mps_control(RecordedHost(Evidence({}))) == {"control": "/tmp/nvidia-mps/control", "found": None}
+
+
+def test_facts_questions_share_the_turn_and_a_training_waits_for_them_all():
+    """Several interpreters' JAX facts start together (each 2.4 s on the H200; in turn they would spend python_envs's
+    10 s); a training waits until none holds or waits for it."""
+    turn, events = Turn(), []
+    both_in = threading.Barrier(2, timeout=5)
+
+    def facts(name):
+        with turn.shared():
+            events.append(f"{name} in")
+            both_in.wait()  # fails unless both hold it at once
+            time.sleep(0.2)
+            events.append(f"{name} out")
+
+    def training():
+        with turn():
+            events.append("training")
+
+    threads = [threading.Thread(target=facts, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)
+    threads.append(threading.Thread(target=training))
+    threads[-1].start()
+    for thread in threads:
+        thread.join(5)
+    assert events[-1] == "training" and sorted(events[:2]) == ["a in", "b in"]
+
+
+def test_on_an_exclusive_gpu_jax_ends_after_its_facts_and_a_crash_on_its_way_out_is_recorded(stand_in, tmp_path, monkeypatch):
+    """JAX's interpreter is not kept where the GPUs are exclusive; how it ended is in the record, as for any
+    interpreter that is not kept (a SIGSEGV in a CUDA library's teardown is a finding)."""
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "no-mps"))
+    stand_in("jax", {"__init__.py": textwrap.dedent(JAX) + SEGFAULT_ON_EXIT})
+    host = LiveHost()
+    host.nvml = lambda timeout=None: exclusive_h200()
+    try:
+        answer = ask_facts(host, PY, "jax")
+        assert (PY, "jax") not in host._workers
+    finally:
+        host.close()
+    assert answer["failure"] == "crashed" and answer["signal"] == "SIGSEGV" and recorded(host, "jax")["rc"] == -11
+
+
+def test_on_an_exclusive_gpu_a_question_left_no_time_is_not_asked(stand_in, tmp_path, monkeypatch):
+    """JAX's facts hang (an import stalled on a network file system) and hold the turn for the whole limit; ONNX
+    Runtime's CUDA session, which must wait for it, is not asked, and python_envs keeps its deadline."""
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "no-mps"))
+    stand_in("jax", {"__init__.py": "import time\ntime.sleep(60)\n"})
+    stand_in("onnxruntime", {"__init__.py": "__version__ = '0.0.stand-in'\n"})
+    host = LiveHost(timeout=3, options={"python": [PY]})
+    host.nvml = lambda timeout=None: exclusive_h200()
+    try:
+        results, facts, _ = run_checks(load_plugins(external=False), host, Selection(only=frozenset({"python"})), timeout=3)
+    finally:
+        host.close()
+    assert not [r.id for r in results if r.status.value == "error"]
+    interpreter = facts["python_envs"]["interpreters"][0]
+    assert interpreter["jax"]["failure"] == "hung"
+    assert interpreter["onnxruntime"]["failure"] == "not run" and interpreter["onnxruntime"]["message"].startswith("not asked")
+    replayed, _, _ = run_checks(load_plugins(external=False), RecordedHost(Evidence(host.evidence.to_dict())),
+                                Selection(only=frozenset({"python"})), timeout=3)
+    assert {r.id: r.status for r in replayed} == {r.id: r.status for r in results}
