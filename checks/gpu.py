@@ -362,7 +362,7 @@ def compute_mode(gpus, mps, policy):
         d = other[0]
         found = fail if d.get("compute_mode") == 2 else warn
         return found(f"{d['label']} is in compute mode {COMPUTE_MODES.get(d.get('compute_mode'), 'not reported')}; "
-                     f"the policy names {wanted}", fix=compute_mode_fix([x.get("uuid") or str(x["index"]) for x in other], wanted))
+                     f"the policy names {wanted}", fix=compute_mode_fix(other, wanted))
     odd = [d for d in devices if d.get("compute_mode") not in (None, 0)]
     if not odd:
         return ok("compute mode Default on every GPU")

@@ -17,9 +17,14 @@ NO_MODULE = "no NVIDIA kernel module is loaded (see driver.loaded)"
 COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}  # NVML's nvmlComputeMode_t
 
 
-def compute_mode_fix(ids: list[str], mode: str) -> str:
-    """Set these GPUs (by UUID or index) to `mode`; it does not outlast the driver letting go of a GPU."""
-    return ("\n".join(f"sudo nvidia-smi -i {gpu} -c {mode.upper()}" for gpu in ids)
+def smi_ids(devices: list[dict]) -> list[str]:
+    """How `nvidia-smi -i` names each GPU: its UUID, which no reordering changes, else its index."""
+    return [d.get("uuid") or str(d["index"]) for d in devices]
+
+
+def compute_mode_fix(devices: list[dict], mode: str) -> str:
+    """Set these GPUs to `mode`; it does not outlast the driver letting go of a GPU."""
+    return ("\n".join(f"sudo nvidia-smi -i {gpu} -c {mode.upper()}" for gpu in smi_ids(devices))
             + "\n# the mode reverts when the driver lets go of the GPU (NVIDIA's Driver Persistence guide): "
               "keep nvidia-persistenced running, and set it at boot")
 

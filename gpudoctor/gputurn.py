@@ -72,10 +72,10 @@ def mps_control(host) -> dict:
     leaves its socket behind: that is not told apart."""
     path = (host.environ.get("CUDA_MPS_PIPE_DIRECTORY") or MPS_PIPES).rstrip("/") + "/control"
     try:
-        found = host.stat(path)
+        found = host.stat(path) or {}
     except LookupError:
         return {"control": path, "found": None}
-    return {"control": path, "found": (found or {}).get("kind") in MPS_KINDS and bool((found or {}).get("writable"))}
+    return {"control": path, "found": found.get("kind") in MPS_KINDS and bool(found.get("writable"))}
 
 
 def exclusive(host) -> bool:

@@ -349,15 +349,15 @@ class LiveHost:
     def _ask(self, python: str, key: tuple, words: tuple, timeout: float, keep) -> tuple[CommandResult, dict]:
         """The question's run as recorded, and its answer."""
         if timeout <= 0:
-            result = CommandResult((python, PROBE_SCRIPT, *words), None, error="not asked: its share of the run's limit was spent waiting")
-            return result, probe_answer(result)
-        with self._lock:
-            worker = self._workers.pop(key, None)
-        if worker is not None and not worker.alive:  # killed since (an abandoned run): never blame it on the probe
-            self._end_worker(worker)
-            worker = None
-        worker = worker or self._start_worker(python)
-        if isinstance(worker, str):  # it could not be started
+            worker = "not asked: its share of the run's limit was spent waiting"
+        else:
+            with self._lock:
+                worker = self._workers.pop(key, None)
+            if worker is not None and not worker.alive:  # killed since (an abandoned run): never blame it on the probe
+                self._end_worker(worker)
+                worker = None
+            worker = worker or self._start_worker(python)
+        if isinstance(worker, str):  # not asked, or it could not be started
             result = CommandResult((python, PROBE_SCRIPT, *words), None, error=worker)
             return result, probe_answer(result)
         result = worker.ask(words, timeout)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from gpudoctor.gpus import COMPUTE_MODES as NVML_COMPUTE_MODES
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.9 and 3.10
@@ -32,7 +34,8 @@ else:  # pragma: no cover - Python 3.9 and 3.10
 
 FRAMEWORKS = ("torch", "jax", "tensorflow", "cupy")
 XID_CLASSES = ("hardware", "driver", "application")
-COMPUTE_MODES = ("Default", "Exclusive_Process", "Prohibited")  # what `nvidia-smi -c` sets (Exclusive_Thread is gone)
+# what `nvidia-smi -c` sets: NVML's modes but Exclusive_Thread, which is gone
+COMPUTE_MODES = tuple(sorted(mode for mode in NVML_COMPUTE_MODES.values() if mode != "Exclusive_Thread"))
 
 
 class PolicyError(ValueError):

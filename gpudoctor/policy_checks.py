@@ -16,7 +16,7 @@ from packaging.version import InvalidVersion, Version
 
 from gpudoctor import fixes
 from gpudoctor.frameworks import state
-from gpudoctor.gpus import COMPUTE_MODES, answering_gpus, compute_mode_fix, driver_cuda, gpu_devices, no_driver
+from gpudoctor.gpus import COMPUTE_MODES, answering_gpus, compute_mode_fix, driver_cuda, gpu_devices, no_driver, smi_ids
 from gpudoctor.models import Result, Status
 from gpudoctor.plugin import Check, Skip, check, collector, fail, ok, skip, spec_of, warn
 from gpudoctor.loader import Plugin
@@ -75,10 +75,6 @@ def _per_gpu(id: str, title: str, key: str, policy: Policy, judge, fix) -> Check
     return per_gpu
 
 
-def _ids(bad: list[dict]) -> list[str]:
-    return [d.get("uuid") or str(d["index"]) for d in bad]
-
-
 def _mode(name: str, field: str, want: bool, on: str, off: str):
     def judge(device):
         value = device.get(field)
@@ -88,7 +84,7 @@ def _mode(name: str, field: str, want: bool, on: str, off: str):
         return None if bool(current) == want else f"{name} {'off' if want else 'on'}, the policy wants it {'on' if want else 'off'}"
 
     def fix(bad):
-        return "\n".join((on if want else off).format(gpu=gpu) for gpu in _ids(bad))
+        return "\n".join((on if want else off).format(gpu=gpu) for gpu in smi_ids(bad))
     return judge, fix
 
 
@@ -123,7 +119,7 @@ def _gpu_checks(policy: Policy) -> list[Check]:
         made.append(_per_gpu("policy.compute_mode", f"Compute mode {want}", "[gpus] compute_mode", policy,
                              lambda d: None if COMPUTE_MODES.get(d.get("compute_mode")) == want
                              else f"compute mode {COMPUTE_MODES.get(d.get('compute_mode'), 'not reported')}, the policy wants {want}",
-                             lambda bad: compute_mode_fix(_ids(bad), want)))
+                             lambda bad: compute_mode_fix(bad, want)))
     if "pcie_gen" in gpus or "pcie_width" in gpus:
         made.append(_per_gpu("policy.pcie", _pcie_title(gpus), "[gpus] pcie_gen/pcie_width", policy, lambda d: _pcie_short(d, gpus),
                              lambda bad: f"sudo lspci -vv {'-s ' + bad[0]['bus'] if bad[0].get('bus') else '-d 10de:'} | grep -e LnkCap -e LnkSta   # what the slot and GPU negotiated\n"
